@@ -1,0 +1,1 @@
+"""curvscope.data (see ../shared/design.md)."""

@@ -1,0 +1,1 @@
+"""curvscope.experiments (see ../shared/design.md)."""

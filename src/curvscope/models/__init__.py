@@ -1,0 +1,1 @@
+"""curvscope.models (see ../shared/design.md)."""

@@ -1,0 +1,1 @@
+"""curvscope.plots (see ../shared/design.md)."""

@@ -1,0 +1,1 @@
+"""curvscope.report (see ../shared/design.md)."""

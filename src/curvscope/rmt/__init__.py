@@ -1,0 +1,1 @@
+"""curvscope.rmt (see ../shared/design.md)."""

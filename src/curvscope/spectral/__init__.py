@@ -1,0 +1,1 @@
+"""curvscope.spectral (see ../shared/design.md)."""

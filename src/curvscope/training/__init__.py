@@ -1,0 +1,1 @@
+"""curvscope.training (see ../shared/design.md)."""
