@@ -39,7 +39,12 @@ def planted() -> dict[str, np.ndarray]:
     """Spike at zero (60%), a bulk in [0.05, 2], outliers 10..80, negatives -3, -2, -1.5."""
     rng = np.random.default_rng(1)
     lam = np.concatenate(
-        [np.zeros(1200), rng.uniform(0.05, 2.0, P - 1207), [10.0, 20.0, 50.0, 80.0], [-3.0, -2.0, -1.5]]
+        [
+            np.zeros(1200),
+            rng.uniform(0.05, 2.0, P - 1207),
+            [10.0, 20.0, 50.0, 80.0],
+            [-3.0, -2.0, -1.5],
+        ]
     )
     matrix, rotation = _rotated(lam, seed=2)
     return {"matrix": matrix, "rotation": rotation, "lam": lam}
@@ -128,7 +133,9 @@ def test_pooled_moments_match_traces_within_4_stderr(
     assert abs(est.value - lam.sum()) < 4 * est.stderr
 
 
-def test_negative_mass_recovers_planted_negative_eigenvalues(planted: dict[str, np.ndarray]) -> None:
+def test_negative_mass_recovers_planted_negative_eigenvalues(
+    planted: dict[str, np.ndarray],
+) -> None:
     seed = 7
     density = slq(DenseOperator(torch.as_tensor(planted["matrix"])), num_steps=80, seed=seed)
     probe = draw_probes(P, 1, generator=make_generator(seed))[:, 0].numpy()
@@ -147,7 +154,12 @@ def test_negative_mass_rule_separates_degenerate_zero_spike() -> None:
     # spec §1.6 synthetic case: 85% at -1e-4 (a degenerate "zero" spike), 5% negative bulk.
     rng = np.random.default_rng(10)
     lam = np.concatenate(
-        [np.full(2550, -1e-4), rng.uniform(-0.5, -0.05, 150), rng.uniform(0.05, 5, 297), [10.0, 20.0, 40.0]]
+        [
+            np.full(2550, -1e-4),
+            rng.uniform(-0.5, -0.05, 150),
+            rng.uniform(0.05, 5, 297),
+            [10.0, 20.0, 40.0],
+        ]
     )
     seed = 3
     density = slq(DenseOperator(torch.diag(torch.as_tensor(lam))), num_steps=80, seed=seed)
@@ -174,11 +186,16 @@ def test_top_weights_smoothed_and_probe_views(planted: dict[str, np.ndarray]) ->
     assert mean == pytest.approx(density.moments(1).values[1], abs=1e-6)
 
 
-@pytest.mark.parametrize("method", ["eigsh", "block_lanczos", "lobpcg"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "eigsh",
+        pytest.param("block_lanczos", marks=pytest.mark.slow),
+        pytest.param("lobpcg", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("which", ["largest", "smallest"])
-def test_top_eigenpairs_match_eigh(
-    lowrank_goe: np.ndarray, method: str, which: str
-) -> None:
+def test_top_eigenpairs_match_eigh(lowrank_goe: np.ndarray, method: str, which: str) -> None:
     lam, vecs = np.linalg.eigh(lowrank_goe)
     # LOBPCG stalls above ~1e-9 relative residual here (it reports converged=False at 1e-10).
     tol = 1e-7 if method == "lobpcg" else 1e-10
@@ -217,10 +234,13 @@ def test_hutchinson_and_hutchpp_within_4_stderr(wishart: np.ndarray, planted: di
 
 
 def test_exact_spectrum_matches_eigh_and_float32(lowrank_goe: np.ndarray) -> None:
-    exact = exact_spectrum(DenseOperator(torch.as_tensor(lowrank_goe)), eigenvectors=True)
-    np.testing.assert_allclose(exact.eigenvalues, np.linalg.eigvalsh(lowrank_goe), atol=1e-10)
+    small = lowrank_goe[:400, :400]
+    exact = exact_spectrum(DenseOperator(torch.as_tensor(small)), eigenvectors=True)
+    np.testing.assert_allclose(exact.eigenvalues, np.linalg.eigvalsh(small), atol=1e-10)
     z = exact.eigenvectors
-    np.testing.assert_allclose(z.T @ lowrank_goe @ z, np.diag(exact.eigenvalues), atol=1e-9)
+    np.testing.assert_allclose(z.T @ small @ z, np.diag(exact.eigenvalues), atol=1e-9)
     # float32 products: SLQ extremes still within float32 rounding of the truth
+    lam = np.linalg.eigvalsh(lowrank_goe)
     density = slq(DenseOperator(torch.as_tensor(lowrank_goe, dtype=torch.float32)), num_steps=60)
-    assert density.extremal[1] == pytest.approx(exact.eigenvalues[-1], rel=1e-4)
+    assert density.extremal[1] == pytest.approx(lam[-1], rel=1e-4)
+    assert density.extremal[0] == pytest.approx(lam[0], rel=1e-4)
