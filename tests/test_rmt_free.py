@@ -47,7 +47,11 @@ def test_stieltjes_of_the_convolution_solves_the_summed_r_transform() -> None:
     om_a, om_b, g = subordination(marchenko_pastur(phi), semicircle(np.sqrt(2 * eps)), z)
     # R_H(G) + 1/G = z with R_H = 1/(1 - phi w) + 2 eps w (eq. 17)
     np.testing.assert_allclose(1 / (1 - phi * g) + 2 * eps * g + 1 / g, z, atol=1e-9)
-    assert np.all(g.imag < 0) and np.all(om_a.imag >= z.imag) and np.all(om_b.imag >= z.imag * (1 - 1e-12))
+    assert (
+        np.all(g.imag < 0)
+        and np.all(om_a.imag >= z.imag)
+        and np.all(om_b.imag >= z.imag * (1 - 1e-12))
+    )
     np.testing.assert_allclose(om_a + om_b, z + 1 / g, atol=1e-9)
 
 
@@ -57,7 +61,13 @@ def test_mp_plus_product_wishart_equals_quartic30_density() -> None:
     x = np.linspace(-4.0, 7.0, 23) + 1e-4
     ref = []
     for xi in x:  # eq. 30 at s = 1 as poly(G) = 0, independent numpy.roots
-        c = [xi * eps * phi**3, -eps * phi**2 * (xi + phi - 2), -phi * (2 * xi + eps * (1 - phi)), 2 * (xi - 1 + phi), -2]
+        c = [
+            xi * eps * phi**3,
+            -eps * phi**2 * (xi + phi - 2),
+            -phi * (2 * xi + eps * (1 - phi)),
+            2 * (xi - 1 + phi),
+            -2,
+        ]
         ref.append(np.max(np.abs(np.roots(c).imag)) / np.pi)
     np.testing.assert_allclose(law.pdf(x), ref, atol=1e-6)
 
@@ -90,7 +100,9 @@ def test_convolution_of_sampled_spectra_predicts_the_rotated_sum() -> None:
     rng = np.random.default_rng(11)
     n = 300
     a = marchenko_pastur(0.5).sample_matrix(n, generator=rng)
-    b = semicircle(0.5).sample_matrix(n, generator=rng) + 0.5 * np.diag(np.sign(rng.standard_normal(n)))
+    b = semicircle(0.5).sample_matrix(n, generator=rng) + 0.5 * np.diag(
+        np.sign(rng.standard_normal(n))
+    )
     ea, eb = np.linalg.eigvalsh(a), np.linalg.eigvalsh(b)
     law = free_convolution(ea, eb)  # two discrete spectra of 300 atoms each
     # A + Q B Q^T at a larger size with the same two spectra (each eigenvalue repeated 4 times)

@@ -7,7 +7,14 @@ import pytest
 from scipy import stats
 
 from curvscope.errors import InputError
-from curvscope.rmt import FreenessTest, freeness_test, haar_orthogonal, load, marchenko_pastur, semicircle
+from curvscope.rmt import (
+    FreenessTest,
+    freeness_test,
+    haar_orthogonal,
+    load,
+    marchenko_pastur,
+    semicircle,
+)
 
 
 def test_free_pair_is_at_the_null_and_a_commuting_pair_is_far() -> None:

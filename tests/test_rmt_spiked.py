@@ -75,7 +75,7 @@ def test_noise_scale_and_bad_inputs() -> None:
         spiked_extremes([1.0], scale=1.0, sigma=1.0)
     with pytest.raises(InputError, match="num_params must be a positive int"):
         spiked_extremes([1.0], sigma=1.0, num_params=0, num_data=3)
-    with pytest.raises(InputError, match="sigma .* must be > 0"):
+    with pytest.raises(InputError, match=r"sigma .* must be > 0"):
         spiked_extremes([1.0], sigma=-1.0, num_params=3, num_data=3)
     with pytest.raises(InputError, match="finite numbers"):
         deflated_extremes([np.nan], scale=1.0)

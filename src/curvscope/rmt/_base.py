@@ -8,6 +8,7 @@ of mass ``a`` at ``x0`` adds ``a / (z - x0)``; the density is ``-Im G(x + i0) / 
 from __future__ import annotations
 
 import abc
+import itertools
 from functools import cached_property
 from typing import Any
 
@@ -155,7 +156,7 @@ class SpectralLaw(abc.ABC):
                 continue
             cuts = [lo_c] + ([0.0] if lo_c < 0.0 < hi_c else []) + [hi_c]
             u_cuts = np.arccos(np.clip(1 - 2 * (np.array(cuts) - a) / (b - a), -1, 1))
-            for u0, u1 in zip(u_cuts[:-1], u_cuts[1:]):
+            for u0, u1 in itertools.pairwise(u_cuts):
                 edges = np.linspace(u0, u1, _PANELS + 1)
                 mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
                 u = (mid[:, None] + half[:, None] * _GL_X).ravel()
