@@ -224,8 +224,9 @@ def free_convolution(a: Any, b: Any, *, eta: float | None = None) -> FreeConvolu
     docstring); it is vectorised over the grid. See theory.md §0 and §2.4.
 
     Example:
+        >>> from curvscope.rmt import free_convolution, marchenko_pastur, semicircle
         >>> law = free_convolution(marchenko_pastur(0.5), semicircle(0.3))
-        >>> float(law.moments(2)[2])  # = m2(MP) + sigma^2 = 1.5 + 0.09
+        >>> round(float(law.moments(2)[2]), 12)  # = m2(MP) + sigma^2 = 1.5 + 0.09
         1.59
     """
     return FreeConvolution(as_law(a), as_law(b), eta)

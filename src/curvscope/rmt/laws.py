@@ -202,6 +202,7 @@ def semicircle(sigma: float) -> Semicircle:
     """The semicircle law of radius ``2 sigma`` (see :class:`Semicircle`).
 
     Example:
+        >>> from curvscope.rmt import semicircle
         >>> law = semicircle(1.0)
         >>> round(float(law.cdf(0.0)), 6), law.support
         (0.5, (-2.0, 2.0))
@@ -216,6 +217,7 @@ def marchenko_pastur(phi: float, scale: float | None = None, *, sigma: float | N
     variance-type scale, the mean eigenvalue, not a standard deviation); give one of the two.
 
     Example:
+        >>> from curvscope.rmt import marchenko_pastur
         >>> law = marchenko_pastur(2.0)
         >>> law.atoms
         ((0.0, 0.5),)

@@ -258,6 +258,7 @@ def pennington_bahri(
     ``scale`` (or its paper name ``sigma``) is the MP scale ``s`` of ``H0`` (mean eigenvalue).
 
     Example:
+        >>> from curvscope.rmt import pennington_bahri
         >>> law = pennington_bahri(0.1, 0.5)
         >>> round(law.index, 5)  # theory.md §2.5 reference value
         0.11356

@@ -128,6 +128,7 @@ def spiked_extremes(
         scale: the noise scale ``s`` directly, instead of sigma/num_params/num_data.
 
     Example:
+        >>> from curvscope.rmt import spiked_extremes
         >>> r = spiked_extremes([3.0, 0.6], scale=1.0)
         >>> r.empirical.round(4).tolist(), r.separated.tolist()
         ([3.3333, 2.0], [True, False])
