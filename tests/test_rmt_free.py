@@ -135,3 +135,14 @@ def test_bad_inputs() -> None:
         free_convolution({"nodes": 1}, semicircle(1.0))
     with pytest.raises(InputError, match="point mass"):
         free_convolution([1.0], [2.0]).pdf(np.array([3.0]))
+
+
+def test_bernoulli_plus_bernoulli_is_the_arcsine_law() -> None:
+    # a classic closed form: (delta_0 + delta_1)/2 ⊞ itself has density 1/(pi sqrt(x (2 - x)))
+    law = free_convolution([0.0, 1.0], [0.0, 1.0])
+    x = np.linspace(0.01, 1.99, 67)
+    np.testing.assert_allclose(law.pdf(x), 1 / (np.pi * np.sqrt(x * (2 - x))), rtol=1e-9)
+    ((lo, hi),) = law.intervals
+    assert abs(lo) < 1e-6 and abs(hi - 2) < 1e-6
+    cdf = 2 / np.pi * np.arcsin(np.sqrt(np.array([0.25, 0.5, 1.0, 1.5]) / 2))
+    np.testing.assert_allclose(law.cdf(np.array([0.25, 0.5, 1.0, 1.5])), cdf, atol=5e-4)

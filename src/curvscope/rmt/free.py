@@ -160,31 +160,38 @@ class FreeConvolution(SpectralLaw):
     def stieltjes(self, z: Any) -> np.ndarray:
         return subordination(self.a, self.b, z)[2]
 
-    def pdf(self, x: Any) -> np.ndarray:
-        """``-Im G(x + i eta)/pi`` with the atoms' own contribution removed."""
-        x = np.asarray(x, dtype=float)
-        z = x + 1j * self._eta
+    def _density(self, x: np.ndarray, eta: float) -> np.ndarray:
+        z = x + 1j * eta
         g = self.stieltjes(z)
         for loc, mass in self.atoms:
             g = g - mass / (z - loc)
         return np.clip(-g.imag / np.pi, 0.0, None)
+
+    def pdf(self, x: Any) -> np.ndarray:
+        """``-Im G(x + i eta)/pi`` with the atoms' own contribution removed."""
+        return self._density(np.asarray(x, dtype=float), self._eta)
+
+    def _inside(self, x: np.ndarray) -> np.ndarray:
+        # Inside the support the density does not depend on eta -> 0; outside it is O(eta).
+        # Comparing eta with 100 eta separates the two without a threshold on the density's
+        # size (which fails next to inverse-square-root edges, e.g. Bernoulli ⊞ Bernoulli).
+        small = self._density(x, self._eta)
+        large = self._density(x, 100 * self._eta)
+        return (small > 0) & (large < 3 * small)
 
     @cached_property
     def _edges(self) -> tuple[tuple[float, float], ...]:
         lo, hi = self._bounds
         pad = 1e-3 * (hi - lo)
         xs = np.linspace(lo - pad, hi + pad, 2001)
-        dens = self.pdf(xs)
-        tol = 1e-7 * float(dens.max())
-        on = dens > tol
+        on = self._inside(xs)
         flips = np.nonzero(on[1:] != on[:-1])[0]
         a, b, state = xs[flips], xs[flips + 1], on[flips]
-        for _ in range(20):
+        for _ in range(40):
             mid = 0.5 * (a + b)
-            same = (self.pdf(mid) > tol) == state
+            same = self._inside(mid) == state
             a, b = np.where(same, mid, a), np.where(same, b, mid)
-        # the outer point of each bracket, so that no mass is cut off
-        edges = np.where(state, b, a)
+        edges = 0.5 * (a + b)
         return tuple((float(edges[i]), float(edges[i + 1])) for i in range(0, edges.size - 1, 2))
 
     @property
