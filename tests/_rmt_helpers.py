@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """One BLAS thread for the dense eigendecompositions: on 2 shared cores a multi-threaded
+    OpenBLAS slows down several-fold as soon as another process competes (threadpoolctl comes
+    with scikit-learn, a dependency)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def ks_distance(sample: np.ndarray, cdf) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _rmt_helpers import free_cumulant_moments, ks_distance
+from _rmt_helpers import free_cumulant_moments, ks_distance, one_blas_thread  # noqa: F401
 
 from curvscope.errors import InputError
 from curvscope.rmt import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _rmt_helpers import one_blas_thread  # noqa: F401
 from scipy import stats
 
 from curvscope.errors import InputError

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from _rmt_helpers import free_cumulant_moments, ks_distance
+from _rmt_helpers import free_cumulant_moments, ks_distance, one_blas_thread  # noqa: F401
 from scipy import integrate
 
 from curvscope.errors import InputError
