@@ -264,6 +264,8 @@ def test_bad_inputs() -> None:
         critical_energy(0.0)
     with pytest.raises(InputError, match=r"phi <= 2\.06"):
         critical_energy(3.0, model="improved")
+    with pytest.raises(InputError, match=r"stieltjes needs Im z > 0"):
+        pennington_bahri(0.1, 0.5).stieltjes(np.array([0.5 + 0j]))
     with pytest.raises(InputError, match="same length"):
         fit_index_scaling([0.1, 0.2], [0.1])
     with pytest.raises(InputError, match="need more than 2 pairs with alpha > 0"):

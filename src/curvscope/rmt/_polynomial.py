@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from curvscope.errors import InputError
 from curvscope.rmt._base import SpectralLaw
 
 __all__ = ["PolynomialLaw", "roots_batch"]
@@ -103,7 +104,9 @@ class PolynomialLaw(SpectralLaw):
         z = np.asarray(z, dtype=complex)
         flat = z.reshape(-1)
         if np.any(flat.imag <= 0):
-            raise ValueError("stieltjes needs Im z > 0")
+            raise InputError(
+                f"{type(self).__name__}.stieltjes needs Im z > 0 at every point; got Im z <= 0"
+            )
         lo, hi = self._scan_bounds()
         top = 1e4 * max(hi - lo, float(np.max(np.abs(flat.real))), 1.0)
         steps = int(np.ceil(np.log(top / flat.imag.min()) / np.log(1.2))) + 1
