@@ -87,6 +87,12 @@ def load_cifar(name: str, split: str = "train", *, data_dir: str | Path | None) 
             "python version from https://www.cs.toronto.edu/~kriz/cifar.html)"
         )
     root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise InputError(
+            f"{name}: the data folder {str(root)!r} does not exist. Create it and extract the "
+            f"python version of {name} from https://www.cs.toronto.edu/~kriz/cifar.html into "
+            f"it, so that it holds\n  {expected}"
+        )
     missing = [f for f in cifar_files(name) if not (root / f).is_file()]
     if missing:
         raise InputError(
