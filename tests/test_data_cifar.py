@@ -16,7 +16,7 @@ STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)
 
 @pytest.mark.parametrize("which", ["cifar10", "cifar100"])
 def test_fake_cifar_folder_loads_exactly(tmp_path, which):
-    xtr, ytr, xte, yte = write_fake_cifar(tmp_path, which=which)
+    xtr, ytr, _xte, yte = write_fake_cifar(tmp_path, which=which)
     train = load_dataset(which, "train", data_dir=tmp_path)
     test = load_dataset(which, "test", data_dir=tmp_path)
     assert len(train) == len(ytr) and len(test) == len(yte)

@@ -88,7 +88,7 @@ def test_shuffled_loader_uses_the_given_generator_only():
 
 
 def test_dataset_errors_are_clear():
-    with pytest.raises(InputError, match="unknown dataset 'mnist'.*expected one of"):
+    with pytest.raises(InputError, match=r"unknown dataset 'mnist'.*expected one of"):
         load_dataset("mnist")
     with pytest.raises(InputError, match="split must be 'train' or 'test'"):
         load_dataset("digits", "val")
@@ -96,7 +96,7 @@ def test_dataset_errors_are_clear():
         load_dataset("digits", std=1.0)
     with pytest.raises(InputError, match="batch_size must be a positive integer"):
         load_dataset("digits").loader(0)
-    with pytest.raises(InputError, match="shuffle=True needs a seeded torch.Generator"):
+    with pytest.raises(InputError, match=r"shuffle=True needs a seeded torch\.Generator"):
         load_dataset("digits").loader(10, shuffle=True)
     with pytest.raises(InputError, match="std must be positive"):
         make_blobs(10, std=0.0)

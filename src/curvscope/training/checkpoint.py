@@ -64,7 +64,7 @@ def save_checkpoint(
     payload = {
         "format": CHECKPOINT_FORMAT,
         "curvscope_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "config": config.to_dict(),
         "model": spec.to_dict(),
         "num_parameters": count_parameters(model),
