@@ -97,3 +97,13 @@ def test_augment_errors_are_clear():
         apply_shift_flip(torch.zeros(2, 8), torch.zeros(2), torch.zeros(2), torch.zeros(2))
     with pytest.raises(InputError, match="pad must be a non-negative integer"):
         ShiftFlip(pad=-1, flip=False)
+
+
+def test_views_work_through_torch_dataloader_and_iterate_identically_twice():
+    train = load_dataset("digits")
+    aug = AugmentedViews(train, views=2, seed=5)
+    loader = torch.utils.data.DataLoader(aug, batch_size=500, shuffle=False)
+    first = [x for x, _ in loader]
+    second = [x for x, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(torch.cat(first), torch.cat([x for x, _ in aug.loader(333)]))

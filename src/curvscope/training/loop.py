@@ -86,7 +86,9 @@ def evaluate(
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     # Every draw of epoch t comes from (seed, t): a resumed run repeats the uninterrupted one.
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, epoch, 0x7A1]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, epoch, 0x7A1]).generate_state(1)[0]
+    )
 
 
 def _load_data(config: TrainConfig) -> tuple[TensorDataset, TensorDataset]:
@@ -119,7 +121,8 @@ def train(
     Args:
         config: the run.
         out: folder for ``checkpoint.pt`` (written after every epoch); ``None`` writes nothing.
-        resume: a checkpoint of this same config to continue from.
+        resume: a checkpoint of this same config to continue from (only ``device`` and
+            ``data_dir`` may differ).
         stop_after: stop once this many epochs are complete (to split a run); default
             ``config.epochs``.
         progress: show a tqdm progress bar (on stderr).
