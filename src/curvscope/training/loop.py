@@ -151,9 +151,13 @@ def train(
     if resume is not None:
         payload = read_checkpoint_dict(resume, map_location=str(device))
         saved = TrainConfig.from_dict(payload["config"])
-        if saved.replace(device=config.device) != config:
+        # Where the run happens (device, data folder) may change; what it computes may not.
+        movable = ("device", "data_dir")
+        if saved.replace(device=config.device, data_dir=config.data_dir) != config:
             diff = sorted(
-                k for k, v in saved.to_dict().items() if k != "device" and config.to_dict()[k] != v
+                k
+                for k, v in saved.to_dict().items()
+                if k not in movable and config.to_dict()[k] != v
             )
             raise InputError(
                 f"checkpoint {str(resume)!r} was written by a different configuration "
