@@ -3,6 +3,7 @@
 # Each subcommand module attaches itself to `main` on import.
 # (one import per line, so parallel work merges cleanly)
 from curvscope.cli import theory as _theory  # noqa: F401
+from curvscope.cli import train as _train  # noqa: F401
 from curvscope.cli._main import main
 
 __all__ = ["main"]
