@@ -1,8 +1,9 @@
 """Command-line interface: ``curvscope <command>``. Presentation only; it never computes."""
 
-from curvscope.cli._main import main
-
 # Each subcommand module attaches itself to `main` on import.
 # (one import per line, so parallel work merges cleanly)
+from curvscope.cli import theory as _theory  # noqa: F401
+from curvscope.cli import train as _train  # noqa: F401
+from curvscope.cli._main import main
 
 __all__ = ["main"]

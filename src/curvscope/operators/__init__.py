@@ -1,10 +1,29 @@
 """Curvature operators: symmetric matrices of a model reached through products M @ V."""
 
+from curvscope.operators._engine import CacheInfo, CurvatureOperator, EngineReport
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT, SymmetricOperator
+from curvscope.operators.covariance import GradientCovarianceOperator, minibatch_noise_scale
 from curvscope.operators.dense import DenseOperator
+from curvscope.operators.fisher import EmpiricalFisherOperator, FisherOperator
+from curvscope.operators.ggn import GGNOperator
+from curvscope.operators.hessian import HessianOperator
+from curvscope.operators.residual import ResidualOperator
+from curvscope.operators.verify import EngineCheck, verify_engine
 
 __all__ = [
     "DEFAULT_DENSE_LIMIT",
+    "CacheInfo",
+    "CurvatureOperator",
     "DenseOperator",
+    "EmpiricalFisherOperator",
+    "EngineCheck",
+    "EngineReport",
+    "FisherOperator",
+    "GGNOperator",
+    "GradientCovarianceOperator",
+    "HessianOperator",
+    "ResidualOperator",
     "SymmetricOperator",
+    "minibatch_noise_scale",
+    "verify_engine",
 ]

@@ -1,0 +1,211 @@
+"""``curvscope theory``: the Pennington-Bahri predictions as PNG figures and JSON numbers.
+
+Presentation only: it builds laws and curves with :mod:`curvscope.rmt`, draws them with
+:mod:`curvscope.plots.theory` and writes the files; every number comes from the rmt layer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from curvscope.cli._main import main
+from curvscope.rmt import (
+    MODELS,
+    critical_energy,
+    critical_energy_curve,
+    index_curve,
+    pennington_bahri,
+)
+
+
+def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    try:
+        out = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated numbers, e.g. 0.25,0.5; got {value!r}"
+        ) from None
+    if not out:
+        raise click.BadParameter("give at least one number")
+    return out
+
+
+@main.command()
+@click.option(
+    "--phi",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Ratio phi = P/(n m) of the density panel.",
+)
+@click.option(
+    "--eps",
+    "eps_values",
+    default="0.0,0.05,0.1,0.3",
+    show_default=True,
+    callback=_float_list,
+    help="Comma-separated energies eps of the density panel (001 figure 1).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    default="wishart+wigner",
+    show_default=True,
+    help="Eq. 18 (Wishart + Wigner) or eq. 29-30 (improved, product-Wishart H1).",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="MP scale s of H0 (its mean eigenvalue; the paper's sigma).",
+)
+@click.option(
+    "--index-phis",
+    "index_phis",
+    default="0.25,0.5,0.75",
+    show_default=True,
+    callback=_float_list,
+    help="Comma-separated phi values of the index curves alpha(eps).",
+)
+@click.option(
+    "--eps-max",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Largest energy of the index curves.",
+)
+@click.option(
+    "--num-eps",
+    type=click.IntRange(min=2),
+    default=40,
+    show_default=True,
+    help="Energies per index curve.",
+)
+@click.option(
+    "--sample-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="If > 0, also draw an n x n matrix of the model at the largest eps and overlay its "
+    "eigenvalues (sample.png).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled matrix.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the PNG files (created if missing).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of text.")
+def theory(
+    phi: float,
+    eps_values: list[float],
+    model: str,
+    scale: float,
+    index_phis: list[float],
+    eps_max: float,
+    num_eps: int,
+    sample_size: int,
+    seed: int,
+    out_dir: Path,
+    as_json: bool,
+) -> None:
+    """Draw the paper-001 Hessian densities, index curves and eps_c(phi) to PNG files."""
+    from curvscope.plots.theory import (
+        plot_critical_energy,
+        plot_densities,
+        plot_density,
+        plot_index_curves,
+    )
+
+    if any(e < 0 for e in eps_values):
+        raise click.BadParameter(f"energies must be >= 0; got {eps_values}", param_hint="--eps")
+    if model == "improved" and max([phi, *index_phis]) > 2.06:
+        raise click.BadParameter(
+            "the improved model's eps_c (eq. 32) needs phi <= 2.06", param_hint="--phi/--index-phis"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+
+    laws = [pennington_bahri(e, phi, model=model, scale=scale) for e in eps_values]
+    fig = plot_densities(
+        laws,
+        labels=[f"ε = {e:g}" for e in eps_values],
+        title=f"Hessian density, φ = {phi:g} ({model})",
+    )
+    files["densities"] = str(out_dir / "densities.png")
+    fig.savefig(files["densities"], dpi=120)
+
+    # quadratic spacing: the index changes fastest just above eps_c, which is small
+    eps_grid = eps_max * np.linspace(0.0, 1.0, num_eps) ** 2
+    curves = [index_curve(p, eps_grid, model=model, scale=scale) for p in index_phis]
+    files["index"] = str(out_dir / "index.png")
+    plot_index_curves(curves).savefig(files["index"], dpi=120)
+
+    ec_curve = critical_energy_curve(np.linspace(0.01, 0.999, 200), model=model, scale=scale)
+    files["critical_energy"] = str(out_dir / "critical_energy.png")
+    plot_critical_energy(ec_curve).savefig(files["critical_energy"], dpi=120)
+
+    report: dict = {
+        "phi": phi,
+        "model": model,
+        "scale": scale,
+        "critical_energy": critical_energy(phi, model=model, scale=scale),
+        "densities": [
+            {
+                "eps": law.eps,
+                "index": law.index,
+                "support": [list(iv) for iv in law.intervals],
+                "atoms": [list(a) for a in law.atoms],
+            }
+            for law in laws
+        ],
+        "index_curves": [
+            {
+                "phi": c.phi,
+                "critical_energy": c.critical_energy,
+                "eps": c.eps.tolist(),
+                "alpha": c.alpha.tolist(),
+            }
+            for c in curves
+        ],
+    }
+    if sample_size > 0:
+        law = laws[int(np.argmax(eps_values))]
+        n = sample_size + (sample_size % 2 if model == "improved" else 0)
+        ev = np.linalg.eigvalsh(law.sample_matrix(n, generator=np.random.default_rng(seed)))
+        files["sample"] = str(out_dir / "sample.png")
+        plot_density(
+            law,
+            ev,
+            label=f"theory ε = {law.eps:g}",
+            title=f"sampled n = {n} vs theory, φ = {phi:g}",
+        ).savefig(files["sample"], dpi=120)
+        report["sample"] = {
+            "size": n,
+            "seed": seed,
+            "eps": law.eps,
+            "index_sampled": float(np.mean(ev < 0)),
+            "index_theory": law.index,
+        }
+    report["files"] = files
+
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(f"model {model}, scale {scale:g}, phi {phi:g}: eps_c = {report['critical_energy']}")
+    for d in report["densities"]:
+        click.echo(f"  eps = {d['eps']:<8g} index alpha = {d['index']:.6f}")
+    if "sample" in report:
+        s = report["sample"]
+        click.echo(
+            f"  sampled n = {s['size']}: alpha = {s['index_sampled']:.4f} (theory {s['index_theory']:.4f})"
+        )
+    for name, path in files.items():
+        click.echo(f"wrote {name}: {path}")

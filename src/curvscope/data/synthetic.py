@@ -1,0 +1,64 @@
+"""Synthetic datasets: Gaussian blobs (paper 003 §3) and random memorisation (paper 001 §6.4)."""
+
+from __future__ import annotations
+
+import torch
+
+from curvscope.data._base import TensorDataset
+from curvscope.errors import InputError
+
+__all__ = ["make_blobs", "make_random"]
+
+
+def _check_positive_int(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{what} must be a positive integer, got {value!r}")
+
+
+def make_blobs(num_samples: int = 1000, *, std: float = 1.0, seed: int = 0) -> TensorDataset:
+    """Two Gaussian blobs in the plane, centred at (1, 1) (class 0) and (-1, -1) (class 1).
+
+    Paper 003 §3 (Sagun, Bottou & LeCun): the separability of the data, set by ``std``,
+    changes the number of large Hessian eigenvalues. Classes alternate, so the two blobs have
+    ``ceil(N/2)`` and ``floor(N/2)`` points.
+
+    .. math:: x_n = (-1)^{y_n} (1, 1) + \\sigma z_n,\\quad z_n \\sim N(0, I_2)
+
+    Args:
+        num_samples: N, the number of points.
+        std: sigma, the standard deviation of each coordinate around its centre.
+        seed: seed of a local :class:`torch.Generator`.
+    """
+    _check_positive_int(num_samples, "num_samples")
+    if not std > 0:
+        raise InputError(f"std must be positive, got {std!r}")
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_samples) % 2
+    centres = torch.where(labels[:, None] == 0, 1.0, -1.0).expand(num_samples, 2)
+    x = centres + std * torch.randn(num_samples, 2, generator=gen)
+    return TensorDataset(x, labels.to(torch.int64), name="blobs", num_classes=2)
+
+
+def make_random(
+    num_samples: int = 1000, *, input_dim: int = 10, output_dim: int = 10, seed: int = 0
+) -> TensorDataset:
+    """Standard-normal inputs and standard-normal real targets, for MSE memorisation.
+
+    Paper 001 §6.4 (Pennington & Bahri) trains on random data with random targets so that the
+    network must memorise; targets are floats of shape ``(output_dim,)`` (a regression task).
+
+    Args:
+        num_samples: N.
+        input_dim, output_dim: dimensions of inputs and targets.
+        seed: seed of a local :class:`torch.Generator`.
+    """
+    for value, what in (
+        (num_samples, "num_samples"),
+        (input_dim, "input_dim"),
+        (output_dim, "output_dim"),
+    ):
+        _check_positive_int(value, what)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_samples, input_dim, generator=gen)
+    y = torch.randn(num_samples, output_dim, generator=gen)
+    return TensorDataset(x, y, name="random", num_classes=None)

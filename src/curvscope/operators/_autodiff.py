@@ -1,0 +1,204 @@
+"""The product kernels: Hessian-vector and J^T Lambda J products for a block of k columns.
+
+Two families, each with one reverse-only *reference* method that torch 2.13's forward-mode bugs
+cannot reach, and faster candidates that the engine verifies against it on the user's model:
+
+- Hessian of a scalar ``phi(theta)`` (the batch loss, or the residual functional):
+  ``rev-rev`` (one forward and one create_graph backward, then k backward passes through the
+  retained graph; the reference), ``rev-rev-batched`` (the k backward passes as one vmapped pass,
+  ``is_grads_batched``), ``fwd-rev`` (``vmap`` over ``jvp(grad(phi))``).
+- Gauss-Newton type ``J^T Lambda J`` with ``J = d outputs / d theta`` and ``Lambda`` acting in output
+  space: ``rev`` (J v by the double-vjp trick, J^T w by vjp, through one retained graph; the
+  reference), ``rev-batched`` (the same, vmapped), ``fwd`` (``vmap(jvp)`` then ``vmap(vjp)``).
+
+A *state* holds what a method needs from one batch and can be cached: for the reverse methods it
+is the retained autograd graph, so a cached batch costs only the k backward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = [
+    "GGN_METHODS",
+    "HESSIAN_METHODS",
+    "GraphState",
+    "ggn_apply",
+    "ggn_prepare",
+    "hessian_apply",
+    "hessian_prepare",
+]
+
+HESSIAN_METHODS = ("rev-rev", "rev-rev-batched", "fwd-rev")
+GGN_METHODS = ("rev", "rev-batched", "fwd")
+
+Params = tuple[torch.Tensor, ...]
+Block = tuple[torch.Tensor, ...]  # per parameter: (k, *shape)
+
+
+@dataclass
+class GraphState:
+    """What one batch contributes to every later product (possibly with a retained graph)."""
+
+    method: str
+    leaves: Params
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _leaves(params: Params) -> Params:
+    return tuple(p.detach().requires_grad_(True) for p in params)
+
+
+def _grad(
+    outputs: Sequence[torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    grad_outputs: Sequence[torch.Tensor],
+    *,
+    batched: bool = False,
+    create_graph: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """``torch.autograd.grad`` that skips outputs without a graph and returns zeros for unused inputs."""
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    if not pairs:
+        shape_of = (
+            (lambda t: (grad_outputs[0].shape[0], *t.shape)) if batched else (lambda t: t.shape)
+        )
+        return tuple(torch.zeros(shape_of(t), dtype=t.dtype, device=t.device) for t in inputs)
+    outs, gouts = zip(*pairs)
+    grads = torch.autograd.grad(
+        outs,
+        inputs,
+        grad_outputs=gouts,
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+        is_grads_batched=batched,
+    )
+    result = []
+    for g, t in zip(grads, inputs):
+        if g is None:
+            shape = (grad_outputs[0].shape[0], *t.shape) if batched else t.shape
+            g = torch.zeros(shape, dtype=t.dtype, device=t.device)
+        result.append(g)
+    return tuple(result)
+
+
+# ---------------------------------------------------------------------- Hessian of a scalar
+def hessian_prepare(
+    method: str, scalar_fn: Callable[[Params], torch.Tensor], params: Params
+) -> GraphState:
+    """Build what ``method`` needs; for reverse methods, the create_graph gradient of ``scalar_fn``."""
+    if method == "fwd-rev":
+        return GraphState(method, tuple(p.detach() for p in params), {"fn": scalar_fn})
+    leaves = _leaves(params)
+    with torch.enable_grad():
+        value = scalar_fn(leaves)
+        grads = torch.autograd.grad(value, leaves, create_graph=True, allow_unused=True)
+    grads = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves))
+    return GraphState(method, leaves, {"grads": grads, "value": value.detach()})
+
+
+def hessian_apply(state: GraphState, block: Block) -> Block:
+    """``H @ V`` for the scalar of ``state``; ``block`` and the result are per-parameter ``(k, ...)``."""
+    if state.method == "fwd-rev":
+        fn = state.extras["fn"]
+        primals = state.leaves
+
+        def hvp(*tangent: torch.Tensor) -> Block:
+            grad_fn = torch.func.grad(lambda ps: fn(ps))
+            return torch.func.jvp(grad_fn, (primals,), (tuple(tangent),))[1]
+
+        with torch.enable_grad():
+            return tuple(torch.func.vmap(hvp)(*block))
+    grads = state.extras["grads"]
+    with torch.enable_grad():
+        if state.method == "rev-rev-batched":
+            return _grad(grads, state.leaves, block, batched=True)
+        k = block[0].shape[0]
+        columns = [_grad(grads, state.leaves, [v[j] for v in block]) for j in range(k)]
+    return tuple(torch.stack([c[i] for c in columns]) for i in range(len(state.leaves)))
+
+
+# ---------------------------------------------------------------------- J^T Lambda J
+OutputOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(outputs, JV of shape (k, *outputs.shape)) -> W of the same shape, then J^T W is returned."""
+
+
+def ggn_prepare(
+    method: str, model_fn: Callable[[Params], torch.Tensor], params: Params
+) -> GraphState:
+    """Forward pass (and, for reverse methods, the graph of ``u -> J^T u`` for the double-vjp trick)."""
+    if method == "fwd":
+        leaves = tuple(p.detach() for p in params)
+        with torch.enable_grad():
+            outputs, vjp_fn = torch.func.vjp(model_fn, leaves)
+        return GraphState(
+            method, leaves, {"fn": model_fn, "outputs": outputs.detach(), "vjp_fn": vjp_fn}
+        )
+    leaves = _leaves(params)
+    with torch.enable_grad():
+        outputs = model_fn(leaves)
+        dummy = torch.zeros_like(outputs, requires_grad=True)
+        jt_dummy = _grad([outputs], leaves, [dummy], create_graph=True)
+    return GraphState(method, leaves, {"outputs": outputs, "dummy": dummy, "jt_dummy": jt_dummy})
+
+
+def ggn_outputs(state: GraphState) -> torch.Tensor:
+    return state.extras["outputs"].detach()
+
+
+def ggn_apply(state: GraphState, block: Block, output_op: OutputOp) -> Block:
+    """``J^T Lambda J V`` where ``output_op(outputs, JV)`` applies Lambda to ``JV`` (k, *out)."""
+    outputs = ggn_outputs(state)
+    if state.method == "fwd":
+        fn, primals = state.extras["fn"], state.leaves
+
+        def jvp(*tangent: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(fn, (primals,), (tuple(tangent),))[1]
+
+        with torch.enable_grad():
+            jv = torch.func.vmap(jvp)(*block)
+            w = output_op(outputs, jv)
+            return tuple(torch.func.vmap(state.extras["vjp_fn"])(w)[0])
+    ex = state.extras
+    batched = state.method == "rev-batched"
+    with torch.enable_grad():
+        if batched:
+            (jv,) = _grad(ex["jt_dummy"], [ex["dummy"]], block, batched=True)
+        else:
+            k = block[0].shape[0]
+            jv = torch.stack(
+                [_grad(ex["jt_dummy"], [ex["dummy"]], [v[j] for v in block])[0] for j in range(k)]
+            )
+        w = output_op(outputs, jv)
+        if batched:
+            return _grad([ex["outputs"]], state.leaves, [w], batched=True)
+        columns = [_grad([ex["outputs"]], state.leaves, [w[j]]) for j in range(w.shape[0])]
+    return tuple(torch.stack([c[i] for c in columns]) for i in range(len(state.leaves)))
+
+
+def graph_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn`` and return its result with the bytes of the tensors autograd saved meanwhile.
+
+    Counts each storage once (``saved_tensors_hooks``); this is what a cached batch keeps alive.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        except (
+            RuntimeError,
+            NotImplementedError,
+        ):  # tensors without storage (e.g. functorch wrappers)
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return result, sum(storages.values())

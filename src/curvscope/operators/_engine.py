@@ -1,0 +1,554 @@
+"""The product engine: one data pass per block product, verified, measured, cached, distributed.
+
+:class:`CurvatureOperator` is the base of every model curvature matrix
+
+.. math:: M = \\frac{1}{N} \\sum_{\\text{batches } B} \\sum_{i \\in B} M_i,
+
+where each batch contributes the *sum* of its per-sample terms, so the average is per sample
+whatever the batch sizes (curvlinops' normalisation; not "divide by the number of batches").
+Subclasses say how one batch's state is prepared and how it multiplies a block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from curvscope._memory import format_bytes, parse_bytes
+from curvscope.errors import (
+    EngineVerificationError,
+    InputError,
+    NonDeterministicError,
+    NonFiniteError,
+)
+from curvscope.operators._autodiff import GraphState, graph_bytes
+from curvscope.operators._data import Batch, BatchSource
+from curvscope.operators._losses import check_loss_on_batch, loss_spec
+from curvscope.operators._params import select_parameters
+from curvscope.operators.base import SymmetricOperator
+
+__all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
+
+CacheMode = Literal["auto"] | bool
+VERIFY_SAMPLES = 8
+DETERMINISM_SAMPLES = 32
+
+
+@dataclass
+class EngineReport:
+    """What the engine found on the user's model: verification and timing of each method."""
+
+    reference: str
+    verified: dict[str, str] = field(default_factory=dict)  # method -> "ok" | reason it is unusable
+    # (state kind, k) -> method -> seconds of the first batch; kind is "graph" (cached reverse
+    # graph) or "fresh" (prepared for this product)
+    timings: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    chosen: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def usable(self, methods: Sequence[str]) -> list[str]:
+        return [m for m in methods if self.verified.get(m, "ok") == "ok"]
+
+
+@dataclass
+class CacheInfo:
+    """Cached batch graphs: how many, and the memory they hold (measured from saved tensors)."""
+
+    budget_bytes: int
+    cached_batches: int = 0
+    cached_bytes: int = 0
+    total_batches: int | None = None
+    predicted_bytes_per_sample: float | None = None
+
+    def __str__(self) -> str:
+        total = "?" if self.total_batches is None else self.total_batches
+        return (
+            f"{self.cached_batches}/{total} batch graphs cached, {format_bytes(self.cached_bytes)} "
+            f"of a {format_bytes(self.budget_bytes)} budget"
+        )
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+class CurvatureOperator(SymmetricOperator):
+    """Base of the curvature matrices of a model over a finite dataset.
+
+    Args:
+        model: the network; its parameters are snapshotted at construction (later changes to the
+            model do not change the operator), and its mode, parameters and gradients are left
+            untouched.
+        loss_fn: a mean-reduced loss, e.g. ``nn.CrossEntropyLoss()`` or ``nn.MSELoss()``.
+        data: a ``DataLoader``, a re-iterable of ``(inputs, targets)`` batches, or one
+            ``(inputs, targets)`` pair of tensors (split by ``batch_size``).
+        params: ``None`` (all trainable parameters) or names / glob patterns selecting a subset.
+        num_data: the number of samples N, if known; checked against the count of the first pass.
+        dtype: the dtype of products (default: the parameters' dtype, usually float32);
+            ``torch.float64`` runs the model in float64 on copies of its weights.
+        batch_size: split size when ``data`` is a single pair of tensors.
+        check_deterministic: check that data and model do not change between passes (one extra
+            small-batch pass at the first product, then a cheap fingerprint of every batch).
+        verify: check the fast product methods against the reverse-over-reverse reference on a
+            small float64 batch of the user's model before using them.
+        method: ``"auto"`` (verify, then time the usable methods on the first batch and keep the
+            fastest per block width k) or a method name of the operator's family.
+        cache: keep each batch's autograd graph for later products: ``"auto"`` while the measured
+            graph memory stays within ``cache_memory``, ``True`` for all batches, ``False`` never.
+        cache_memory: the graph-cache budget in bytes or as ``"2GB"`` (default: a quarter of the
+            device's available memory).
+        train_mode: evaluate the model in train mode (BatchNorm batch statistics, dropout); off by
+            default, as curvature is a property of the deterministic network.
+        progress: show a progress bar over batches for every product.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[..., torch.Tensor],
+        data: Any,
+        *,
+        params: str | Sequence[str] | None = None,
+        num_data: int | None = None,
+        dtype: torch.dtype | None = None,
+        batch_size: int | None = None,
+        check_deterministic: bool = True,
+        verify: bool = True,
+        method: str = "auto",
+        cache: CacheMode = "auto",
+        cache_memory: int | str | None = None,
+        train_mode: bool = False,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.loss = loss_spec(loss_fn)
+        self.layout, fixed_names = select_parameters(model, params)
+        all_params = dict(model.named_parameters())
+        selected = [all_params[n] for n in self.layout.names]
+        devices = {p.device for p in selected}
+        dtypes = {p.dtype for p in selected}
+        if len(devices) > 1 or len(dtypes) > 1:
+            raise InputError(
+                f"the selected parameters live on several devices/dtypes ({sorted(map(str, devices))}, "
+                f"{sorted(map(str, dtypes))}); move the model with model.to(device, dtype) first"
+            )
+        self._device = devices.pop()
+        self._dtype = dtype or dtypes.pop()
+        if not self._dtype.is_floating_point:
+            raise InputError(f"dtype must be a floating dtype, got {self._dtype}")
+        with torch.no_grad():
+            self.params: tuple[torch.Tensor, ...] = tuple(
+                p.detach().to(self._dtype).clone() for p in selected
+            )
+            self._fixed = {
+                n: all_params[n].detach().to(self._cast(all_params[n])).clone() for n in fixed_names
+            }
+            self._buffers = {
+                n: b.detach().to(self._cast(b)).clone() for n, b in model.named_buffers()
+            }
+        if method != "auto" and method not in self._methods:
+            raise InputError(f"method must be 'auto' or one of {self._methods}, got {method!r}")
+        if num_data is not None and (not isinstance(num_data, int) or num_data < 1):
+            raise InputError(f"num_data must be a positive integer, got {num_data!r}")
+        if cache not in ("auto", True, False):
+            raise InputError(f"cache must be 'auto', True or False, got {cache!r}")
+        self.source = BatchSource(
+            data, device=self._device, dtype=self._dtype, batch_size=batch_size
+        )
+        self.num_data_hint = num_data
+        self.check_deterministic = check_deterministic
+        self.verify = verify
+        self.method = method
+        self.cache_mode: CacheMode = cache
+        budget = (
+            parse_bytes(cache_memory)
+            if cache_memory is not None
+            else _available_memory(self._device) // 4
+        )
+        self.cache_info = CacheInfo(budget_bytes=budget)
+        self._cache: dict[int, GraphState] = {}
+        self.train_mode = train_mode
+        self.progress = progress
+        self.report = EngineReport(reference=self._methods[0] if self._methods else "")
+        self._num_data: int | None = None
+        self._checked = False
+
+    def _cast(self, t: torch.Tensor) -> torch.dtype:
+        return self._dtype if t.is_floating_point() else t.dtype
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.layout.size, self.layout.size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The selected parameters, in the order of every flat vector."""
+        return self.layout.names
+
+    @property
+    def num_data(self) -> int:
+        """N, the number of samples averaged over (all ranks); counts the data if not yet known."""
+        if self._num_data is None:
+            local = sum(b.size for b in self.source.batches())
+            self._set_num_data(local)
+        assert self._num_data is not None
+        return self._num_data
+
+    # ------------------------------------------------------------------ model evaluation
+    def model_fn(self, inputs: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+        """``theta -> model(inputs; theta)`` for the selected parameters, others fixed."""
+        names, fixed, buffers, model = self.layout.names, self._fixed, self._buffers, self.model
+        fresh_buffers = self.train_mode  # train-mode BatchNorm updates buffers in place
+
+        def fn(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            tensors = dict(zip(names, params))
+            tensors.update(fixed)
+            bufs = {n: b.clone() for n, b in buffers.items()} if fresh_buffers else buffers
+            out = torch.func.functional_call(model, (tensors, bufs), (inputs,), strict=False)
+            if not isinstance(out, torch.Tensor):
+                raise InputError(
+                    f"the model returned a {type(out).__name__}; curvscope needs a model that "
+                    "returns one output tensor (wrap it to return e.g. the logits)"
+                )
+            return out
+
+        return fn
+
+    @contextlib.contextmanager
+    def _model_mode(self) -> Iterator[None]:
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.train(self.train_mode)
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    # ------------------------------------------------------------------ subclass hooks
+    #: methods of the operator's family; the first is the reverse-only reference.
+    _methods: tuple[str, ...] = ()
+    #: methods whose per-batch state is a retained reverse-mode graph (cacheable, interchangeable).
+    _graph_methods: tuple[str, ...] = ()
+
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+        """The per-batch state for ``method``; it must carry everything ``_apply`` needs."""
+        raise NotImplementedError
+
+    def _apply(
+        self, state: GraphState, block: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """The batch's sum of per-sample terms times the block: one ``(k, *shape)`` tensor per
+        parameter, optionally followed by auxiliary per-batch sums that the engine adds up over
+        batches and ranks and hands to :meth:`_finalize`."""
+        raise NotImplementedError
+
+    def _finalize(
+        self, total: torch.Tensor, aux: list[torch.Tensor], block: torch.Tensor
+    ) -> torch.Tensor:
+        """Turn the all-reduced sum over samples into the product; default: divide by N."""
+        return total / self.num_data
+
+    # ------------------------------------------------------------------ first-product checks
+    def _first_use(self) -> None:
+        if self._checked:
+            return
+        first = self.source.first_batch()
+        small = Batch(0, first.inputs[:DETERMINISM_SAMPLES], first.targets[:DETERMINISM_SAMPLES])
+        outputs = self._forward_checked(small)
+        if self.check_deterministic:
+            self.source.check_first_batch_repeats(first)
+            with torch.no_grad():
+                again = self.model_fn(small.inputs)(self.params)
+            if not torch.equal(outputs.detach(), again):
+                raise NonDeterministicError(
+                    "the model gave different outputs for the same inputs in two forward passes "
+                    f"(train_mode={self.train_mode}): dropout or another random layer is active. "
+                    "Curvature must be one fixed matrix; evaluate in eval mode (train_mode=False, "
+                    "the default) or remove the random layers. If the difference is only GPU "
+                    "non-determinism, pass check_deterministic=False."
+                )
+        if self.verify and len(self._methods) > 1 and self.method != self._methods[0]:
+            verify_methods(self, first)
+        self._checked = True
+
+    def _forward_checked(self, batch: Batch) -> torch.Tensor:
+        try:
+            with torch.no_grad():
+                outputs = self.model_fn(batch.inputs)(self.params)
+        except InputError:
+            raise
+        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+            raise InputError(
+                f"the model failed on a batch of inputs {tuple(batch.inputs.shape)} "
+                f"({batch.inputs.dtype}, {batch.inputs.device}): {err}"
+            ) from err
+        value = check_loss_on_batch(self.loss, outputs, batch.targets)
+        if not torch.isfinite(value):
+            raise NonFiniteError(
+                f"the loss is {float(value)} at the given weights on the first batch; curvature "
+                "is undefined there. Check the inputs and targets for NaN/inf and that the "
+                "weights are finite (a diverged training run?)"
+            )
+        return outputs
+
+    # ------------------------------------------------------------------ method choice
+    def _usable(self, methods: Sequence[str]) -> list[str]:
+        if self.method != "auto":
+            return [self.method] if self.method in methods else [self._methods[0]]
+        return self.report.usable(methods) or [self._methods[0]]
+
+    def _timed(self, key: tuple[str, int], candidates: list[str], run: Callable[[str], Any]) -> Any:
+        """Run with the method chosen for ``key``; the first time, time every candidate and keep
+        the fastest (its result is used, so tuning wastes only the slower candidates' work)."""
+        chosen = self.report.chosen.get(key)
+        if chosen is not None:
+            return run(chosen)
+        if len(candidates) == 1:
+            self.report.chosen[key] = candidates[0]
+            return run(candidates[0])
+        timings: dict[str, float] = {}
+        results: dict[str, Any] = {}
+        for method in candidates:
+            try:
+                start = time.perf_counter()
+                results[method] = run(method)
+                if self._device.type == "cuda":
+                    torch.cuda.synchronize(self._device)
+                timings[method] = time.perf_counter() - start
+            except RuntimeError as err:  # a method that cannot run at this k is simply not chosen
+                self.report.verified[method] = f"failed at k={key[1]}: {str(err).splitlines()[0]}"
+        if not timings:
+            raise EngineVerificationError(
+                f"no product method could run on this model at k={key[1]}"
+            )
+        self.report.timings[key] = timings
+        best = min(timings, key=timings.__getitem__)
+        self.report.chosen[key] = best
+        return results[best]
+
+    # ------------------------------------------------------------------ the pass
+    def _batches(self) -> Iterator[Batch]:
+        batches: Iterator[Batch] = self.source.batches()
+        if self.check_deterministic:
+            batches = self.source.checked(batches)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            batches = iter(tqdm(batches, desc=type(self).__name__, unit="batch", leave=False))
+        return batches
+
+    def _try_cache(self, batch: Batch) -> GraphState | None:
+        """Prepare a reverse-mode state for ``batch`` and keep it if the budget allows."""
+        if self.cache_mode is False or not self._graph_methods:
+            return None
+        info = self.cache_info
+        if self.cache_mode == "auto" and info.predicted_bytes_per_sample is not None:
+            if info.cached_bytes + info.predicted_bytes_per_sample * batch.size > info.budget_bytes:
+                return None
+        state, nbytes = graph_bytes(
+            lambda: self._prepare(self._graph_methods[0], batch, self.params)
+        )
+        info.predicted_bytes_per_sample = nbytes / batch.size
+        if self.cache_mode == "auto" and info.cached_bytes + nbytes > info.budget_bytes:
+            return state  # usable for this product, not kept
+        state.extras["batch"] = batch
+        self._cache[batch.index] = state
+        info.cached_batches += 1
+        info.cached_bytes += nbytes
+        return state
+
+    def _batch_product(
+        self, batch: Batch, pieces: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        k = pieces[0].shape[0]
+        state = self._cache.get(batch.index)
+        if state is None:
+            state = self._try_cache(batch)
+        if state is not None:  # a reverse-mode graph: pick among the graph methods
+            return self._timed(
+                ("graph", k),
+                self._usable(self._graph_methods),
+                lambda m: self._apply(_with_method(state, m), pieces),
+            )
+        return self._timed(
+            ("fresh", k),
+            self._usable(self._methods),
+            lambda m: self._apply(self._prepare(m, batch, self.params), pieces),
+        )
+
+    def _matmat(self, block: torch.Tensor) -> torch.Tensor:
+        pieces = self.layout.split(block)
+        total = torch.zeros_like(block)
+        aux: list[torch.Tensor] = []
+        count = 0
+        with self._model_mode():
+            self._first_use()
+            all_cached = (
+                self.cache_info.total_batches is not None
+                and len(self._cache) == self.cache_info.total_batches
+            )
+            if all_cached:  # no data pass at all: every batch's graph is in memory
+                batches: Iterator[Batch] = (
+                    self._cache[i].extras["batch"] for i in range(len(self._cache))
+                )
+            else:
+                batches = self._batches()
+            num_batches = 0
+            num_params = len(self.layout.names)
+            for batch in batches:
+                parts = self._batch_product(batch, pieces)
+                total += self.layout.join(parts[:num_params])
+                aux = (
+                    [a + b for a, b in zip(aux, parts[num_params:])]
+                    if aux
+                    else list(parts[num_params:])
+                )
+                count += batch.size
+                num_batches += 1
+            self.cache_info.total_batches = num_batches
+        if count == 0:
+            raise BatchSource._empty_error()
+        total = self._reduce(total)
+        aux = [self._reduce(a) for a in aux]
+        if self._num_data is None:
+            self._set_num_data(count)
+        result = self._finalize(total, aux, block)
+        if not torch.isfinite(result).all():
+            if not torch.isfinite(block).all():
+                raise InputError(f"{type(self).__name__} @ V: V holds NaN or inf entries")
+            hint = (
+                ""
+                if self._dtype == torch.float64
+                else "; if it is overflow, try dtype=torch.float64"
+            )
+            raise NonFiniteError(
+                f"{type(self).__name__} @ V produced NaN/inf for a finite V: the data holds "
+                f"non-finite values or the curvature overflows in {self._dtype} at these weights{hint}"
+            )
+        return result
+
+    # ------------------------------------------------------------------ distribution
+    def _reduce(self, total: torch.Tensor) -> torch.Tensor:
+        if _distributed():
+            torch.distributed.all_reduce(total)
+        return total
+
+    def _set_num_data(self, local_count: int) -> None:
+        count = local_count
+        if _distributed():
+            t = torch.tensor([local_count], dtype=torch.float64, device=self._device)
+            torch.distributed.all_reduce(t)
+            count = int(t.item())
+        if self.num_data_hint is not None and self.num_data_hint != count:
+            raise InputError(
+                f"num_data={self.num_data_hint} was given but the data holds {count} samples; "
+                "drop num_data (curvscope counts), or check the DataLoader (drop_last=True?)"
+            )
+        self._num_data = count
+
+    def clear_cache(self) -> None:
+        """Free the cached batch graphs."""
+        self._cache.clear()
+        self.cache_info.cached_batches = 0
+        self.cache_info.cached_bytes = 0
+
+
+def _with_method(state: GraphState, method: str) -> GraphState:
+    state.method = method
+    return state
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def verify_methods(
+    op: CurvatureOperator, batch: Batch, *, num_vectors: int = 2, rtol: float = 1e-8
+) -> EngineReport:
+    """Check every product method of ``op`` against its reverse-only reference on a slice of ``batch``.
+
+    Runs in float64 on copies of the weights, data and buffers (falls back to the operator's dtype
+    for models that cannot run in float64, with a tolerance of ``sqrt(eps)``); methods that raise
+    or disagree are marked unusable in ``op.report.verified``.
+    """
+    report = op.report
+    reference = op._methods[0]
+    with _as_float64(op, batch) as (params, small, tol):
+        gen = torch.Generator().manual_seed(1234)
+        vec = torch.randn(op.layout.size, num_vectors, generator=gen, dtype=torch.float64).to(
+            op.device, params[0].dtype
+        )
+        pieces = op.layout.split(vec)
+        n = len(op.layout.names)
+        ref = op.layout.join(op._apply(op._prepare(reference, small, params), pieces)[:n])
+        scale = ref.norm().clamp_min(torch.finfo(ref.dtype).tiny)
+        report.verified[reference] = "ok"
+        for method in op._methods[1:]:
+            try:
+                got = op.layout.join(op._apply(op._prepare(method, small, params), pieces)[:n])
+                err = float((got - ref).norm() / scale)
+                report.verified[method] = (
+                    "ok" if err <= max(tol, rtol) else f"relative error {err:.2e} vs {reference}"
+                )
+            except Exception as exc:
+                report.verified[method] = (
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
+    return report
+
+
+@contextlib.contextmanager
+def _as_float64(
+    op: CurvatureOperator, first: Batch
+) -> Iterator[tuple[tuple[torch.Tensor, ...], Batch, float]]:
+    saved = (op._dtype, op._fixed, op._buffers, op.params, op.source.dtype)
+    try:
+        op._dtype = torch.float64
+        op._fixed = {n: t.to(op._cast(t)) for n, t in saved[1].items()}
+        op._buffers = {n: t.to(op._cast(t)) for n, t in saved[2].items()}
+        params = tuple(p.to(torch.float64) for p in saved[3])
+        op.params = params
+        inputs = first.inputs[:VERIFY_SAMPLES]
+        targets = first.targets[:VERIFY_SAMPLES]
+        small = Batch(
+            0,
+            inputs.double() if inputs.is_floating_point() else inputs,
+            targets.double() if targets.is_floating_point() else targets,
+        )
+        try:
+            op.model_fn(small.inputs)(params)
+            tol = 1e-8
+        except RuntimeError:  # the model cannot run in float64: verify in its own dtype
+            op._dtype, op._fixed, op._buffers, op.params = saved[0], saved[1], saved[2], saved[3]
+            params = saved[3]
+            small = Batch(0, first.inputs[:VERIFY_SAMPLES], first.targets[:VERIFY_SAMPLES])
+            tol = float(torch.finfo(saved[0]).eps) ** 0.5
+        yield params, small, tol
+    finally:
+        op._dtype, op._fixed, op._buffers, op.params, op.source.dtype = saved

@@ -1,0 +1,226 @@
+"""What the engine needs to know about a loss: per-sample values, output-space curvature, sampling.
+
+Every loss is a *mean-reduced* function of the model outputs and the targets; the per-sample
+loss :math:`\\ell_i` is defined so that the batch loss is their mean, hence the batch *sum* is
+``b * loss_fn(outputs, targets)``. Known losses (cross-entropy, with or without label smoothing;
+MSE; BCE-with-logits) have closed-form output Hessians and predictive distributions; any other
+mean-reduced callable works for the Hessian, the residual, the empirical Fisher and the gradient
+covariance, with its output Hessian taken by double backward for the GGN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curvscope.errors import InputError
+
+__all__ = ["LossSpec", "loss_spec"]
+
+Kind = Literal["cross_entropy", "mse", "bce_logits", "custom"]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A mean-reduced loss and the closed forms the engine uses for it."""
+
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    kind: Kind
+    label_smoothing: float = 0.0
+
+    # ------------------------------------------------------------------ values
+    def batch_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """:math:`\\sum_i \\ell_i` over the batch (``b`` times the mean-reduced loss)."""
+        return self.fn(outputs, targets) * outputs.shape[0]
+
+    def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The vector :math:`(\\ell_1, \\dots, \\ell_b)` whose mean is the batch loss."""
+        b = outputs.shape[0]
+        if self.kind == "cross_entropy":
+            raw = F.cross_entropy(
+                outputs, targets, reduction="none", label_smoothing=self.label_smoothing
+            )
+        elif self.kind == "mse":
+            raw = F.mse_loss(outputs, targets, reduction="none")
+        elif self.kind == "bce_logits":
+            raw = F.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
+        else:
+            return torch.func.vmap(lambda o, t: self.fn(o.unsqueeze(0), t.unsqueeze(0)))(
+                outputs, targets
+            )
+        return raw.reshape(b, -1).mean(dim=1)
+
+    def output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Row i is :math:`\\nabla_{f_i} \\ell_i` (per-sample gradient with respect to outputs)."""
+        with torch.enable_grad():
+            out = outputs.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.per_sample(out, targets).sum(), out)
+        return grad
+
+    # ------------------------------------------------------------------ curvature in output space
+    def output_hessian_apply(
+        self, outputs: torch.Tensor, targets: torch.Tensor | None, block: torch.Tensor
+    ) -> torch.Tensor:
+        """:math:`\\Lambda_i u_i` for each sample, with :math:`\\Lambda_i = \\nabla^2_{f_i} \\ell_i`.
+
+        ``block`` has shape ``(k, *outputs.shape)``; the result has the same shape. Closed forms
+        (per sample, D = number of output entries per sample, L = positions per sample):
+        cross-entropy :math:`(\\operatorname{diag}(p) - p p^\\top)/L` along the class dimension
+        (label smoothing does not change it), MSE :math:`(2/D) I`, BCE-with-logits
+        :math:`\\operatorname{diag}(\\sigma(1-\\sigma))/D`.
+        """
+        b = outputs.shape[0]
+        per_sample_entries = outputs[0].numel() if b else 1
+        out = outputs.detach()
+        if self.kind == "cross_entropy":
+            probs = torch.softmax(out, dim=1)
+            positions = per_sample_entries // out.shape[1]
+            scale = self._soft_target_mass(targets, out)
+            pu = probs * block
+            return scale * (pu - probs * pu.sum(dim=2, keepdim=True)) / positions
+        if self.kind == "mse":
+            return block * (2.0 / per_sample_entries)
+        if self.kind == "bce_logits":
+            s = torch.sigmoid(out)
+            return block * (s * (1 - s)) / per_sample_entries
+        return self._generic_hessian_apply(out, targets, block)
+
+    @staticmethod
+    def _soft_target_mass(targets: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor | float:
+        # Class-probability targets q: Hessian is (sum_c q_c)(diag p - p p^T); sum_c q_c = 1 usually.
+        if targets is not None and targets.is_floating_point() and targets.shape == out.shape:
+            return targets.sum(dim=1, keepdim=True)
+        return 1.0
+
+    def _generic_hessian_apply(
+        self, out: torch.Tensor, targets: torch.Tensor, block: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.enable_grad():
+            o = out.requires_grad_(True)
+            (g,) = torch.autograd.grad(self.per_sample(o, targets).sum(), o, create_graph=True)
+            cols = []
+            for u in block:
+                (hu,) = torch.autograd.grad(
+                    g, o, grad_outputs=u, retain_graph=True, allow_unused=True
+                )
+                cols.append(torch.zeros_like(u) if hu is None else hu)
+        return torch.stack(cols)
+
+    # ------------------------------------------------------------------ the model's predictive law
+    @property
+    def has_exact_fisher(self) -> bool:
+        """True where :math:`E_{y\\sim p(y|f)}[\\nabla\\ell\\nabla\\ell^\\top] = \\nabla^2_f \\ell` (so Fisher = GGN)."""
+        return self.kind in ("cross_entropy", "mse", "bce_logits")
+
+    def sample_output_grads(
+        self, outputs: torch.Tensor, num_samples: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Gradients :math:`\\nabla_f(-\\log p(\\tilde y|f))` per sample for labels drawn from the model.
+
+        Returns shape ``(num_samples, *outputs.shape)``, each scaled like the loss's per-sample
+        gradient. Cross-entropy: :math:`\\tilde y \\sim \\mathrm{Cat}(\\mathrm{softmax}(f))`,
+        gradient :math:`(p - e_{\\tilde y})/L` (label smoothing changes the loss, not the
+        likelihood). MSE with mean reduction is the Gaussian likelihood with variance D/2:
+        :math:`\\tilde y = f + \\sqrt{D/2}\\,\\xi`, gradient :math:`(2/D)(f - \\tilde y)`.
+        BCE-with-logits: :math:`\\tilde y \\sim \\mathrm{Bernoulli}(\\sigma(f))`. Draws happen on the
+        CPU from ``generator`` so that a seed gives the same labels on every device.
+        """
+        out = outputs.detach()
+        entries = out[0].numel()
+        if self.kind == "cross_entropy":
+            probs = torch.softmax(out.double(), dim=1)
+            classes = out.shape[1]
+            flat = probs.movedim(1, -1).reshape(-1, classes).cpu()
+            draws = torch.multinomial(flat, num_samples, replacement=True, generator=generator)
+            onehot = F.one_hot(draws.T, classes).to(out.dtype)  # (S, b*L, C)
+            onehot = onehot.reshape(num_samples, *probs.movedim(1, -1).shape).movedim(-1, 2)
+            positions = entries // classes
+            return (probs.to(out.dtype).unsqueeze(0) - onehot.to(out.device)) / positions
+        if self.kind == "mse":
+            noise = torch.randn((num_samples, *out.shape), generator=generator, dtype=torch.float64)
+            noise = (noise * (entries / 2) ** 0.5).to(out.device, out.dtype)
+            return -(2.0 / entries) * noise
+        if self.kind == "bce_logits":
+            s = torch.sigmoid(out)
+            u = torch.rand((num_samples, *out.shape), generator=generator, dtype=torch.float64)
+            draws = (u.to(out.device) < s.double()).to(out.dtype)
+            return (s.unsqueeze(0) - draws) / entries
+        raise InputError(
+            f"FisherOperator needs the model's predictive distribution, which curvscope knows for "
+            f"nn.CrossEntropyLoss, nn.MSELoss and nn.BCEWithLogitsLoss; got {self.fn!r}. Use one "
+            "of those, or EmpiricalFisherOperator / GGNOperator"
+        )
+
+
+def loss_spec(loss_fn: Callable[..., torch.Tensor]) -> LossSpec:
+    """Classify ``loss_fn`` and refuse what would silently give a wrong average.
+
+    Refused: a reduction other than ``"mean"``; class weights in cross-entropy (the mean is then
+    weighted by class, not per sample); a non-callable.
+    """
+    if not callable(loss_fn):
+        raise InputError(
+            f"loss_fn must be a callable loss such as nn.CrossEntropyLoss(); got {type(loss_fn).__name__}"
+        )
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        raise InputError(
+            f"loss_fn has reduction={reduction!r}; curvscope averages over samples and needs a "
+            f"mean-reduced loss: construct it as {type(loss_fn).__name__}() (reduction='mean', "
+            "the default)"
+        )
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        if loss_fn.weight is not None:
+            raise InputError(
+                "nn.CrossEntropyLoss with class weights averages by class weight, not per sample, "
+                "so the curvature would not be a per-sample average; drop weight= or pass a custom "
+                "mean-reduced callable"
+            )
+        return LossSpec(loss_fn, "cross_entropy", float(loss_fn.label_smoothing))
+    if isinstance(loss_fn, nn.MSELoss):
+        return LossSpec(loss_fn, "mse")
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
+        if loss_fn.weight is not None or loss_fn.pos_weight is not None:
+            raise InputError(
+                "nn.BCEWithLogitsLoss with weight= or pos_weight= is not supported; drop them"
+            )
+        return LossSpec(loss_fn, "bce_logits")
+    return LossSpec(loss_fn, "custom")
+
+
+def check_loss_on_batch(
+    spec: LossSpec, outputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Evaluate the loss on one batch, turning shape errors and sum reductions into clear errors."""
+    if spec.kind in ("mse", "bce_logits") and outputs.shape != targets.shape:
+        raise InputError(
+            f"{type(spec.fn).__name__} needs targets shaped like the outputs; got outputs "
+            f"{tuple(outputs.shape)} and targets {tuple(targets.shape)}"
+        )
+    try:
+        value = spec.fn(outputs, targets)
+    except (RuntimeError, IndexError, ValueError) as err:
+        raise InputError(
+            f"loss_fn failed on outputs {tuple(outputs.shape)} ({outputs.dtype}) and targets "
+            f"{tuple(targets.shape)} ({targets.dtype}): {err}"
+        ) from err
+    if value.ndim != 0:
+        raise InputError(
+            f"loss_fn returned a tensor of shape {tuple(value.shape)}; it must return the mean "
+            "loss over the batch as a scalar (reduction='mean')"
+        )
+    if spec.kind == "custom" and outputs.shape[0] > 1:
+        per_sample_mean = spec.per_sample(outputs.detach(), targets).mean()
+        if not torch.allclose(value.detach(), per_sample_mean, rtol=1e-4, atol=1e-7):
+            raise InputError(
+                f"loss_fn is not a per-sample mean: on a batch of {outputs.shape[0]} it returned "
+                f"{float(value):.6g}, but the mean of its per-sample values is "
+                f"{float(per_sample_mean):.6g} (a sum reduction, or a loss that couples samples); "
+                "curvscope needs loss(outputs, targets) = mean_i loss(outputs[i], targets[i])"
+            )
+    return value
