@@ -333,7 +333,7 @@ def main() -> None:
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"spectral_{device.type}.md"
+    path = out / f"spectral_{device.type}_{'_'.join(args.problems)}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {path}")
