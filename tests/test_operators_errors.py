@@ -158,7 +158,7 @@ class Jittered(Dataset):
 def test_random_augmentation_is_detected(case) -> None:
     loader = DataLoader(Jittered(case.inputs, case.targets), batch_size=8)
     with pytest.raises(
-        NonDeterministicError, match="the data changed between two passes.*AugmentedViews"
+        NonDeterministicError, match=r"the data changed between two passes.*AugmentedViews"
     ):
         HessianOperator(case.model, case.loss_fn, loader) @ torch.zeros(111, dtype=torch.float64)
 
