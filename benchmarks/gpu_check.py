@@ -80,7 +80,7 @@ def main() -> int:
                     worst = max(worst, err / tol)
                     status = "ok" if err <= tol else "FAIL"
                     print(
-                        f"{status:4s} {name:14s} {loss_name:4s} {str(dtype):14s} {cls.__name__:28s} rel.err {err:.2e}  cuda methods {results['cuda'][1]}"
+                        f"{status:4s} {name:14s} {loss_name:4s} {dtype!s:14s} {cls.__name__:28s} rel.err {err:.2e}  cuda methods {results['cuda'][1]}"
                     )
     model = _models()["cnn-bn"].double()
     nodes = {}
