@@ -1,1 +1,41 @@
-"""curvscope.spectral (see ../shared/design.md)."""
+"""Spectral algorithms on any symmetric operator (paper 000 §5; spec ``theory.md`` §1.5-1.7).
+
+- :func:`lanczos` — the one Lanczos kernel (probes in lockstep, full reorthogonalisation,
+  checkpoint/resume) returning :class:`LanczosResult`;
+- :func:`slq` — stochastic Lanczos quadrature returning :class:`SpectralDensity`;
+- :func:`hutchinson_trace`, :func:`hutchpp_trace` — :class:`TraceEstimate`;
+- :func:`top_eigenpairs` — :class:`EigenResult`;
+- :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators.
+"""
+
+from curvscope.spectral._adapter import ScipyOperator, as_operator
+from curvscope.spectral.eigen import EigenResult, top_eigenpairs
+from curvscope.spectral.exact import ExactSpectrum, exact_spectrum
+from curvscope.spectral.lanczos import LanczosResult, lanczos, ritz_pairs
+from curvscope.spectral.slq import Moments, NegativeMass, RitzPair, SpectralDensity, slq
+from curvscope.spectral.trace import TraceEstimate, hutchinson_trace, hutchpp_trace
+
+__all__ = [
+    # eigenpairs
+    "EigenResult",
+    # exact
+    "ExactSpectrum",
+    # lanczos / slq
+    "LanczosResult",
+    "Moments",
+    "NegativeMass",
+    "RitzPair",
+    # adapters
+    "ScipyOperator",
+    "SpectralDensity",
+    # trace
+    "TraceEstimate",
+    "as_operator",
+    "exact_spectrum",
+    "hutchinson_trace",
+    "hutchpp_trace",
+    "lanczos",
+    "ritz_pairs",
+    "slq",
+    "top_eigenpairs",
+]

@@ -1,0 +1,346 @@
+"""The Lanczos kernel: many probes in lockstep, full reorthogonalisation, checkpoint/resume.
+
+Paper 000 §5 (spec ``theory.md`` §1.5): from a probe :math:`v`, :math:`q_1 = v/\\|v\\|` and for
+:math:`j = 1, \\dots, m`
+
+.. math::
+
+    w = M q_j - \\beta_{j-1} q_{j-1}, \\quad \\alpha_j = q_j^\\top w, \\quad
+    w \\leftarrow w - \\alpha_j q_j, \\quad
+    w \\leftarrow w - Q_j (Q_j^\\top w) \\ (\\text{twice}), \\quad
+    \\beta_j = \\|w\\|, \\quad q_{j+1} = w / \\beta_j,
+
+which builds :math:`T_m = \\operatorname{tridiag}(\\beta, \\alpha, \\beta) = Q_m^\\top M Q_m`.
+All ``num_probes`` probes advance together, so each step costs one block product ``M @ V`` with
+``V`` of shape ``(P, num_probes)``; reorthogonalisation is a pair of batched matrix products.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from curvscope._version import __version__
+from curvscope.errors import InputError, NonFiniteError
+from curvscope.spectral._adapter import as_operator
+from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
+from curvscope.spectral._results import SavableResult
+
+__all__ = ["LanczosResult", "lanczos", "ritz_pairs"]
+
+_CHECKPOINT_FORMAT = 1
+
+
+def ritz_pairs(
+    alphas: np.ndarray, betas: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ritz values, Gauss weights and residual bounds of one probe's tridiagonal matrix.
+
+    With :math:`T_s = U \\operatorname{diag}(\\theta) U^\\top` (a symmetric tridiagonal solver in
+    float64), the weights are :math:`w_k = U_{1k}^2` (they sum to 1) and the residual bounds
+    :math:`\\|M y_k - \\theta_k y_k\\| = \\beta_s |U_{sk}|` (spec §1.5).
+
+    Args:
+        alphas: diagonal, at least ``steps`` entries.
+        betas: ``betas[j]`` is the norm after step ``j``; ``betas[:steps-1]`` is the off-diagonal
+            and ``betas[steps-1]`` the residual norm.
+        steps: the number of Lanczos steps ``s`` taken.
+
+    Returns:
+        ``(nodes, weights, residuals)``, each of length ``s``, nodes ascending.
+    """
+    diag = np.asarray(alphas[:steps], dtype=np.float64)
+    off = np.asarray(betas[: steps - 1], dtype=np.float64)
+    if steps == 1:
+        nodes, vectors = diag.copy(), np.ones((1, 1))
+    else:
+        nodes, vectors = scipy.linalg.eigh_tridiagonal(diag, off)
+    weights = vectors[0] ** 2
+    residuals = abs(float(betas[steps - 1])) * np.abs(vectors[-1])
+    return nodes, weights, residuals
+
+
+@dataclass(frozen=True)
+class LanczosResult(SavableResult):
+    """Recurrence coefficients of Lanczos runs from ``num_probes`` probes.
+
+    Attributes:
+        alphas: ``(num_probes, num_steps)`` diagonals of :math:`T` (float64, 0 after ``steps``).
+        betas: ``(num_probes, num_steps)``; ``betas[i, j] = ||w||`` after step ``j``. Entries
+            ``< steps[i] - 1`` are the off-diagonal of :math:`T`; ``betas[i, steps[i]-1]`` is the
+            residual norm that bounds the Ritz residuals.
+        steps: ``(num_probes,)`` steps each probe took (fewer than ``num_steps`` after breakdown).
+        breakdown: ``(num_probes,)`` whether the probe stopped early in an invariant subspace
+            (then its Ritz values are exact eigenvalues).
+        num_steps: steps requested (capped at P).
+        num_probes, seed, probe, reorthogonalize: the inputs.
+        size: P.
+        dtype, device: of the products.
+        timings: seconds spent in ``products``, ``reorthogonalization`` (all vector work: Gram-Schmidt,
+            coefficients, normalisation), ``checkpoint`` and ``total``.
+        num_products: block products computed in this call (fewer when resumed).
+        version: curvscope version that computed it.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    steps: np.ndarray
+    breakdown: np.ndarray
+    num_steps: int
+    num_probes: int
+    seed: int
+    probe: str
+    reorthogonalize: bool
+    size: int
+    dtype: str
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+    num_products: int = 0
+    version: str = __version__
+
+    def ritz(self, probe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(nodes, weights, residuals)`` of probe ``probe``; see :func:`ritz_pairs`."""
+        if not 0 <= probe < self.num_probes:
+            raise InputError(f"probe index must be in [0, {self.num_probes}), got {probe}")
+        return ritz_pairs(self.alphas[probe], self.betas[probe], int(self.steps[probe]))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _atomic_save(state: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def lanczos(
+    op: Any,
+    *,
+    num_steps: int,
+    num_probes: int = 1,
+    seed: int = 0,
+    probe: str = "rademacher",
+    reorthogonalize: bool = True,
+    basis_device: torch.device | str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 10,
+    breakdown_tol: float | None = None,
+    progress: bool = False,
+) -> LanczosResult:
+    """Run ``num_steps`` Lanczos steps from ``num_probes`` random probes in lockstep.
+
+    Each step is one block product ``op @ V`` (``V`` of shape ``(P, num_probes)``), followed by
+    classical Gram-Schmidt against the whole basis, twice, as batched matrix products. Recurrence
+    coefficients are accumulated in float64. A probe whose new residual satisfies
+    :math:`\\beta_j \\le \\text{tol} \\cdot \\max(|\\alpha_{1..j}|, \\beta_{1..j-1})` has reached an
+    invariant subspace: it stops (its :math:`T` is exact) while the others go on.
+
+    Args:
+        op: a symmetric operator: a curvscope ``SymmetricOperator``, a
+            ``scipy.sparse.linalg.LinearOperator`` or a square numpy array / torch tensor.
+        num_steps: Lanczos steps m (capped at P, where the Krylov space is full).
+        num_probes: independent probes, advanced together.
+        seed: seed of the CPU ``torch.Generator`` the probes are drawn from.
+        probe: ``"rademacher"`` (default) or ``"gaussian"``.
+        reorthogonalize: full reorthogonalisation (twice). ``False`` reproduces the plain
+            three-term recurrence, whose loss of orthogonality produces ghost eigenvalues.
+        basis_device: where the Krylov basis (``num_probes * (m + 1) * P`` numbers) lives; default
+            the operator's device. ``"cpu"`` keeps it in host memory (the Gram-Schmidt then runs
+            on the CPU) for operators on a GPU too small for it.
+        checkpoint: a file path. The state (coefficients, basis, generator, step) is written
+            atomically every ``checkpoint_every`` steps and at the end; if the file exists the run
+            resumes from it (a larger ``num_steps`` extends it; a smaller one truncates).
+        checkpoint_every: steps between checkpoint writes.
+        breakdown_tol: relative breakdown tolerance; default ``100 * eps`` of the operator dtype.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`LanczosResult`.
+
+    Raises:
+        InputError: bad arguments or a checkpoint written for different inputs.
+        NonFiniteError: a product returned NaN or inf.
+
+    Example:
+        >>> import torch
+        >>> from curvscope import DenseOperator
+        >>> res = lanczos(DenseOperator(torch.diag(torch.arange(5.0))), num_steps=5)
+        >>> [round(float(x), 6) for x in res.ritz(0)[0]]
+        [0.0, 1.0, 2.0, 3.0, 4.0]
+    """
+    start_time = time.perf_counter()
+    op = as_operator(op)
+    size = op.shape[0]
+    num_steps = min(_check_int("num_steps", num_steps, 1), size)
+    num_probes = _check_int("num_probes", num_probes, 1)
+    checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+    check_probe_kind(probe)
+    device, dtype = op.device, op.dtype
+    store = torch.device(basis_device) if basis_device is not None else device
+    tol = breakdown_tol if breakdown_tol is not None else 100 * torch.finfo(dtype).eps
+    generator = make_generator(seed)
+
+    alphas = np.zeros((num_probes, num_steps))
+    betas = np.zeros((num_probes, num_steps))
+    steps = np.zeros(num_probes, dtype=np.int64)
+    active = np.ones(num_probes, dtype=bool)
+    breakdown = np.zeros(num_probes, dtype=bool)
+    basis = torch.zeros((num_probes, num_steps + 1, size), dtype=dtype, device=store)
+    done = 0  # steps completed by the whole lockstep run
+
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    inputs = {
+        "size": size,
+        "num_probes": num_probes,
+        "seed": seed,
+        "probe": probe,
+        "reorthogonalize": reorthogonalize,
+        "dtype": str(dtype),
+    }
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)
+        saved = {key: state.get(key) for key in inputs}
+        if state.get("format") != _CHECKPOINT_FORMAT or saved != inputs:
+            raise InputError(
+                f"checkpoint {ckpt_path} was written for {saved}, but this call has {inputs}; "
+                "call with the same operator and options, or pass a new checkpoint path"
+            )
+        done = min(int(state["done"]), num_steps)
+        keep = min(int(state["done"]), num_steps)
+        alphas[:, :keep] = state["alphas"].numpy()[:, :keep]
+        betas[:, :keep] = state["betas"].numpy()[:, :keep]
+        steps = np.minimum(state["steps"].numpy(), num_steps)
+        breakdown = state["breakdown"].numpy() & (steps == state["steps"].numpy())
+        active = ~breakdown & (steps == done)
+        basis[:, : done + 1] = state["basis"][:, : done + 1].to(dtype=dtype, device=store)
+        generator.set_state(state["generator"])
+    else:
+        probes = draw_probes(size, num_probes, generator=generator, probe=probe)
+        probes = probes / probes.norm(dim=0, keepdim=True)
+        basis[:, 0] = probes.T.to(dtype=dtype, device=store)
+
+    timings = {"products": 0.0, "reorthogonalization": 0.0, "checkpoint": 0.0}
+
+    def write_checkpoint() -> None:
+        if ckpt_path is None:
+            return
+        tick = time.perf_counter()
+        state = dict(inputs)
+        state.update(
+            format=_CHECKPOINT_FORMAT,
+            version=__version__,
+            done=done,
+            alphas=torch.from_numpy(alphas[:, :done].copy()),
+            betas=torch.from_numpy(betas[:, :done].copy()),
+            steps=torch.from_numpy(steps.copy()),
+            breakdown=torch.from_numpy(breakdown.copy()),
+            basis=basis[:, : done + 1].cpu().clone(),
+            generator=generator.get_state(),
+        )
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(state, ckpt_path)
+        timings["checkpoint"] += time.perf_counter() - tick
+
+    num_products = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, initial=done, desc="lanczos", unit="step")
+    scale = np.maximum(np.abs(alphas).max(axis=1), np.abs(betas).max(axis=1))
+    while done < num_steps and active.any():
+        j = done
+        cols = torch.as_tensor(np.flatnonzero(active), device=device)
+        all_active = bool(active.all())
+        q_now = basis[:, j].T.to(device)  # (P, k)
+
+        _sync(device)
+        tick = time.perf_counter()
+        product = op @ (q_now if all_active else q_now[:, cols])
+        _sync(device)
+        timings["products"] += time.perf_counter() - tick
+        num_products += 1
+
+        tick = time.perf_counter()
+        if all_active:
+            w = product
+        else:
+            w = torch.zeros_like(q_now)
+            w[:, cols] = product
+        alpha = (q_now.double() * w.double()).sum(0)
+        w = w - alpha.to(dtype) * q_now
+        if j > 0:
+            beta_prev = torch.as_tensor(betas[:, j - 1], device=device).to(dtype)
+            w = w - beta_prev * basis[:, j - 1].T.to(device)
+        if reorthogonalize:
+            w_t = w.T.to(store).unsqueeze(2)  # (k, P, 1)
+            span = basis[:, : j + 1]  # (k, j+1, P)
+            for _ in range(2):
+                w_t = w_t - torch.bmm(span.transpose(1, 2), torch.bmm(span, w_t))
+            w = w_t.squeeze(2).T.to(device)
+        beta = w.double().norm(dim=0)
+        alpha_np, beta_np = alpha.cpu().numpy(), beta.cpu().numpy()
+        if not (np.isfinite(alpha_np).all() and np.isfinite(beta_np).all()):
+            raise NonFiniteError(
+                f"Lanczos step {j + 1}: the product op @ V contains NaN or inf; check that the "
+                "operator is finite at these weights (e.g. the loss is finite)"
+            )
+        alpha_np[~active] = 0.0
+        beta_np[~active] = 0.0
+        alphas[:, j] = alpha_np
+        betas[:, j] = beta_np
+        scale = np.maximum(scale, np.abs(alpha_np))
+        broke = active & (beta_np <= tol * scale)
+        scale = np.maximum(scale, beta_np)
+        steps[active] = j + 1
+        breakdown |= broke
+        active &= ~broke
+        safe = torch.as_tensor(np.where(active, beta_np, 1.0), device=device).to(dtype)
+        next_q = w / safe
+        next_q[:, torch.as_tensor(~active, device=device)] = 0
+        basis[:, j + 1] = next_q.T.to(store)
+        _sync(device)
+        timings["reorthogonalization"] += time.perf_counter() - tick
+        done = j + 1
+        if bar is not None:
+            bar.update(1)
+        if done % checkpoint_every == 0 and done < num_steps:
+            write_checkpoint()
+    if bar is not None:
+        bar.close()
+    if num_products:
+        write_checkpoint()
+    timings["total"] = time.perf_counter() - start_time
+    return LanczosResult(
+        alphas=alphas,
+        betas=betas,
+        steps=steps,
+        breakdown=breakdown,
+        num_steps=num_steps,
+        num_probes=num_probes,
+        seed=seed,
+        probe=probe,
+        reorthogonalize=reorthogonalize,
+        size=size,
+        dtype=str(dtype),
+        device=str(device),
+        timings=timings,
+        num_products=num_products,
+        version=__version__,
+    )
