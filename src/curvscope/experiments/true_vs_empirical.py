@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,20 +219,22 @@ class TrueVsEmpiricalResult:
     # ------------------------------------------------------------------ derived views
     def summary(self) -> dict[str, Any]:
         """The headline numbers (what ``summary.json`` holds and ``--json`` prints)."""
-        return {
-            "matrix": self.config["matrix"],
-            "model": self.model.get("name"),
-            "data": self.train_config.get("data"),
-            "num_params": self.num_params,
-            "num_train": self.num_train,
-            "views": self.config["views"],
-            "num_augmented": self.num_augmented,
-            "num_test": self.num_test,
-            "sets": self.summaries,
-            "theorem1": self.theory,
-            "timings": self.timings,
-            "version": self.version,
-        }
+        return _jsonable(
+            {
+                "matrix": self.config["matrix"],
+                "model": self.model.get("name"),
+                "data": self.train_config.get("data"),
+                "num_params": self.num_params,
+                "num_train": self.num_train,
+                "views": self.config["views"],
+                "num_augmented": self.num_augmented,
+                "num_test": self.num_test,
+                "sets": self.summaries,
+                "theorem1": self.theory,
+                "timings": self.timings,
+                "version": self.version,
+            }
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -440,7 +443,10 @@ def true_vs_empirical(
         )
         num_params = int(op.shape[0])
         if progress:
-            tqdm.write(f"{name}: {config.matrix} over {len(ds):,} samples, P = {num_params:,}")
+            tqdm.write(
+                f"{name}: {config.matrix} over {len(ds):,} samples, P = {num_params:,}",
+                file=sys.stderr,
+            )
         density = slq(
             op,
             num_steps=config.num_steps,
@@ -478,7 +484,10 @@ def true_vs_empirical(
             )
             noise[name] = estimate.to_dict()
             if progress:
-                tqdm.write(f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}")
+                tqdm.write(
+                    f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}",
+                    file=sys.stderr,
+                )
         timings["noise"] = time.perf_counter() - tick
 
     theory = theorem1_comparison(
