@@ -95,7 +95,7 @@ def plot_smoothed_density(
             ``width^2`` to the second moment, so state it when you show the curve.
         grid: evaluation points (default: ``num_points`` over the Ritz range padded by 5%).
         ax, label, color: as for :func:`plot_stem`.
-        log: log-scale density.
+        log: log-scale density (six decades below the highest peak drawn).
         num_points: size of the default grid.
     """
     density = _check(density)
@@ -107,12 +107,17 @@ def plot_smoothed_density(
     if grid is None:
         grid = np.linspace(lo - 0.05 * span - 3 * width, hi + 0.05 * span + 3 * width, num_points)
     values = density.smoothed(grid, width)
+    if log:
+        values = np.maximum(values, values.max() * 1e-12)
     ax.plot(
         grid, values, color=color, linewidth=1.2, label=label or f"smoothed (width {width:.2g})"
     )
     if log:
+        # Gaussian tails fall to 1e-300 within a few widths: show six decades below the peak,
+        # keeping what the axes already show.
         ax.set_yscale("log")
-    ax.set_xlabel("eigenvalue λ")
+        top = max(float(np.max(line.get_ydata())) for line in ax.get_lines())
+        ax.set_ylim(bottom=top * 1e-6, top=top * 3)
     ax.set_ylabel("density")
     ax.legend(loc="best", fontsize=8)
     return fig

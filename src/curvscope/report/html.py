@@ -162,8 +162,10 @@ def _paper_tables(r: TrueVsEmpiricalResult) -> str:
         for pair in v["top_weights"]:
             cells.append(_Raw(f"{_fmt(pair['weight'])} at θ = {_fmt(pair['node'])}"))
         rows3.append(cells)
-    part3 = "<h3>Table 3 — the three heaviest Ritz weights</h3>" + _table(
-        ["matrix over", "1st (w at θ)", "2nd", "3rd"], rows3
+    part3 = (
+        "<h3>Table 3 — the three heaviest Ritz weights (probe 0)</h3>"
+        + _table(["matrix over", "1st (w at θ)", "2nd", "3rd"], rows3)
+        + '<p class="note">One probe\'s own Gauss weights, as paper 000 table 3 (one probe).</p>'
     )
     return "<h2>Paper-000 tables</h2>" + part1 + part2 + part3
 
