@@ -60,10 +60,18 @@ class GraphReuseHessian(SymmetricOperator):
 
 
 def make_operator(
-    model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+    model: nn.Module,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    engine: str = "curvscope",
 ) -> tuple[SymmetricOperator, str]:
+    if engine == "graph-reuse":
+        return GraphReuseHessian(
+            model, loss_fn, inputs, targets
+        ), "GraphReuseHessian (benchmark-local)"
     try:
-        from curvscope.operators import HessianOperator  # type: ignore[attr-defined]
+        from curvscope.operators import HessianOperator
     except ImportError:
         return GraphReuseHessian(
             model, loss_fn, inputs, targets
@@ -264,6 +272,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=64, help="digits MLP hidden width")
     parser.add_argument("--problems", nargs="+", default=["cnn", "digits_mlp"])
     parser.add_argument("--out", default="benchmarks/results/")
+    parser.add_argument(
+        "--engine",
+        choices=["curvscope", "graph-reuse"],
+        default="curvscope",
+        help="products from curvscope's HessianOperator or the benchmark-local graph-reuse HVP",
+    )
     parser.add_argument("--topk-only", action="store_true", help="only compare top-k methods")
     args = parser.parse_args()
     if args.topk_only:
@@ -274,8 +288,12 @@ def main() -> None:
     for name, (model, x, y) in problems(device, args.num_samples, args.hidden).items():
         if name not in args.problems:
             continue
-        op, op_name = make_operator(model, nn.CrossEntropyLoss(), x, y)
+        op, op_name = make_operator(model, nn.CrossEntropyLoss(), x, y, args.engine)
         size = op.shape[0]
+        # Untimed warm-up: the operator's one-time method selection and graph building.
+        tick = time.perf_counter()
+        op @ torch.zeros(size, 1, dtype=op.dtype, device=op.device)
+        print(f"{name}: warm-up product {time.perf_counter() - tick:.2f}s", flush=True)
         for probes in args.probes:
             ours = run_ours(op, args.steps, probes)
             peer = run_pyhessian(model, x, y, args.steps, probes, device)
@@ -333,7 +351,7 @@ def main() -> None:
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"spectral_{device.type}.md"
+    path = out / f"spectral_{device.type}_{args.engine}_{'_'.join(args.problems)}.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {path}")

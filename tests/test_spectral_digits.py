@@ -93,3 +93,48 @@ def test_top_eigenpairs_of_hessian_agree_with_exact(digits, which: str) -> None:
     truth = lam[::-1][:3] if which == "largest" else lam[:3]
     np.testing.assert_allclose(result.values, truth, rtol=1e-6, atol=1e-9 * np.abs(lam).max())
     assert result.converged.all()
+
+
+@pytest.fixture(scope="module")
+def digits_hessian_operator():
+    """curvscope's HessianOperator of a 64-16-10 tanh MLP on 300 digits (float64)."""
+    from torch import nn
+
+    from curvscope.operators import HessianOperator
+
+    x, y = load_digits(return_X_y=True)
+    inputs = torch.as_tensor(x[:300] / 16.0, dtype=torch.float64)
+    targets = torch.as_tensor(y[:300])
+    gen = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.3)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), (inputs, targets))
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(theta: torch.Tensor) -> torch.Tensor:
+        w1, b1 = theta[:1024].reshape(16, 64), theta[1024:1040]
+        w2, b2 = theta[1040:1200].reshape(10, 16), theta[1200:]
+        out = torch.tanh(inputs @ w1.T + b1) @ w2.T + b2
+        return nn.functional.cross_entropy(out, targets)
+
+    dense = torch.autograd.functional.hessian(loss_of, flat).numpy()  # reverse-over-reverse
+    return op, np.linalg.eigvalsh((dense + dense.T) / 2)
+
+
+def test_hessian_operator_exact_slq_and_top_k_agree(digits_hessian_operator) -> None:
+    op, lam = digits_hessian_operator
+    assert op.shape == (1210, 1210)
+    exact = exact_spectrum(op, block_size=256)
+    np.testing.assert_allclose(exact.eigenvalues, lam, atol=1e-9 * np.abs(lam).max())
+    density = slq(op, num_steps=60, seed=2)
+    assert density.extremal[1] == pytest.approx(exact.eigenvalues[-1], rel=1e-8)
+    assert density.extremal[0] == pytest.approx(exact.eigenvalues[0], rel=1e-3)
+    for which, truth in (
+        ("largest", exact.eigenvalues[::-1][:3]),
+        ("smallest", exact.eigenvalues[:3]),
+    ):
+        result = top_eigenpairs(op, 3, which=which)
+        np.testing.assert_allclose(result.values, truth, rtol=1e-6, atol=1e-9 * np.abs(lam).max())
+        assert result.converged.all()

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from curvscope.errors import InputError, NonDeterministicError
+from curvscope.errors import InputError, NonDeterministicError, NonFiniteError
 
 __all__ = ["Batch", "BatchSource"]
 
@@ -172,6 +172,12 @@ class BatchSource:
         seen: list[tuple[int, float]] = []
         for batch in batches:
             fp = self._fingerprint(batch)
+            if fp[1] != fp[1] or abs(fp[1]) == float("inf"):  # NaN or inf propagate into the hash
+                raise NonFiniteError(
+                    f"batch {batch.index} of the data holds NaN or inf values in its inputs or "
+                    "targets; curvature is undefined there. Clean the data (e.g. torch.nan_to_num "
+                    "or drop those samples)"
+                )
             if not record:
                 if batch.index >= len(self._fingerprints) or not _same(
                     fp, self._fingerprints[batch.index]

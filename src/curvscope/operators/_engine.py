@@ -440,9 +440,16 @@ class CurvatureOperator(SymmetricOperator):
             self._set_num_data(count)
         result = self._finalize(total, aux, block)
         if not torch.isfinite(result).all():
+            if not torch.isfinite(block).all():
+                raise InputError(f"{type(self).__name__} @ V: V holds NaN or inf entries")
+            hint = (
+                ""
+                if self._dtype == torch.float64
+                else "; if it is overflow, try dtype=torch.float64"
+            )
             raise NonFiniteError(
-                f"{type(self).__name__} @ V produced NaN/inf: the curvature overflows in "
-                f"{self._dtype} at these weights, or V holds NaN/inf; try dtype=torch.float64"
+                f"{type(self).__name__} @ V produced NaN/inf for a finite V: the data holds "
+                f"non-finite values or the curvature overflows in {self._dtype} at these weights{hint}"
             )
         return result
 
