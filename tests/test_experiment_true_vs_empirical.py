@@ -45,7 +45,7 @@ def test_result_numbers_come_from_its_spectra(result: TrueVsEmpiricalResult) -> 
         s = result.summaries[name]
         assert (s["smallest"], s["largest"]) == (density.nodes.min(), density.nodes.max())
         assert s["negative_mass"] == density.negative_mass().mass
-        assert s["top_weights"][0]["weight"] == density.top_weights(1)[0].weight
+        assert s["top_weights"][0]["weight"] == density.top_weights(1, probe=0)[0].weight
         assert density.num_probes == 2 and density.size == result.num_params
     assert result.summaries["empirical"]["accuracy"] == result.history[-1]["train_accuracy"]
     assert result.summaries["test"]["loss"] == pytest.approx(result.history[-1]["test_loss"])
