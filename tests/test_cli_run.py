@@ -73,3 +73,21 @@ def test_bad_input_gives_message_nonzero_exit_and_no_traceback(
     assert message in res.output, res.output
     assert "Traceback" not in res.output
     assert isinstance(res.exception, SystemExit), repr(res.exception)
+
+
+def test_python_dash_m_curvscope_lists_run_and_spectrum() -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-m", "curvscope", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "run" in out and "spectrum" in out and "curvscope run" in out
