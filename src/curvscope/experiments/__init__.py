@@ -1,1 +1,29 @@
-"""curvscope.experiments (see ../shared/design.md)."""
+"""curvscope.experiments: one module per study, each a function ``frozen config -> result``.
+
+- :func:`true_vs_empirical` — paper 000: Empirical vs augmented ("True") curvature spectra at
+  a checkpoint's weights, with the Theorem-1 comparison (spec ``theory.md`` §1);
+- :func:`split_half_noise` — the Theorem-1 noise scale by the split-half estimator (§1.4(a)).
+"""
+
+from curvscope.experiments.noise import NoiseEstimate, split_half_noise
+from curvscope.experiments.true_vs_empirical import (
+    MATRICES,
+    TrueVsEmpiricalConfig,
+    TrueVsEmpiricalResult,
+    make_operator,
+    summarize_density,
+    theorem1_comparison,
+    true_vs_empirical,
+)
+
+__all__ = [
+    "MATRICES",
+    "NoiseEstimate",
+    "TrueVsEmpiricalConfig",
+    "TrueVsEmpiricalResult",
+    "make_operator",
+    "split_half_noise",
+    "summarize_density",
+    "theorem1_comparison",
+    "true_vs_empirical",
+]

@@ -1,1 +1,12 @@
-"""curvscope.plots (see ../shared/design.md)."""
+"""curvscope.plots: figures from results (see ../shared/design.md); they never compute spectra.
+
+- spectra: :func:`plot_stem` (paper 000 stem plots), :func:`plot_smoothed_density`,
+  :func:`plot_spectrum` (both together);
+- training: :func:`plot_training_curves`;
+- theory: :mod:`curvscope.plots.theory` (laws, index curves, critical energy).
+"""
+
+from curvscope.plots.spectra import plot_smoothed_density, plot_spectrum, plot_stem
+from curvscope.plots.training import plot_training_curves
+
+__all__ = ["plot_smoothed_density", "plot_spectrum", "plot_stem", "plot_training_curves"]

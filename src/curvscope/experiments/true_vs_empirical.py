@@ -1,0 +1,519 @@
+"""True vs Empirical curvature spectra at fixed weights (paper 000; spec ``theory.md`` §1).
+
+For the model of a checkpoint, SLQ spectra of one curvature matrix over
+
+- the training set (the *Empirical* matrix, N samples),
+- K frozen augmentation views of it (the paper's proxy of the *True* matrix, N·K samples),
+- optionally the test set,
+
+with the paper-000 numbers of each (extremal Ritz values, negative Ritz count and mass by the
+rule of §1.6, the three heaviest Ritz weights, loss and accuracy) and the Theorem-1 comparison
+(§1.3): the noise scale ``s`` is estimated by the split-half estimator (§1.4(a)) on both sets,
+the empirical extremes are predicted from the augmented ones with
+:func:`~curvscope.rmt.spiked_extremes`, and the true extremes from the empirical ones with
+:func:`~curvscope.rmt.deflated_extremes`, each next to what was observed.
+
+The study is one function, :func:`true_vs_empirical`: a frozen :class:`TrueVsEmpiricalConfig`
+in, a frozen :class:`TrueVsEmpiricalResult` out (``save``/``load`` as JSON + NPZ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from curvscope._version import __version__
+from curvscope.data import AugmentedViews, TensorDataset, load_dataset
+from curvscope.errors import InputError
+from curvscope.experiments._sources import split_halves
+from curvscope.experiments.noise import split_half_noise
+from curvscope.operators import (
+    FisherOperator,
+    GGNOperator,
+    GradientCovarianceOperator,
+    HessianOperator,
+)
+from curvscope.rmt import deflated_extremes, spiked_extremes
+from curvscope.spectral import SpectralDensity, slq
+from curvscope.training import evaluate, load_checkpoint, loss_function
+
+__all__ = [
+    "MATRICES",
+    "TrueVsEmpiricalConfig",
+    "TrueVsEmpiricalResult",
+    "make_operator",
+    "summarize_density",
+    "theorem1_comparison",
+    "true_vs_empirical",
+]
+
+#: Matrix names -> operator classes (paper 000 studies the Hessian).
+MATRICES: dict[str, type] = {
+    "hessian": HessianOperator,
+    "ggn": GGNOperator,
+    "fisher": FisherOperator,
+    "covariance": GradientCovarianceOperator,
+}
+
+SET_NAMES = ("empirical", "augmented", "test")
+
+
+def _positive_int(name: str, value: Any, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer ({hint}), got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrueVsEmpiricalConfig:
+    """Everything that fixes a True-vs-Empirical comparison (with the seed, it is reproducible).
+
+    Attributes:
+        checkpoint: path of a ``checkpoint.pt`` written by :func:`curvscope.training.train`.
+        matrix: ``"hessian"`` (paper 000), ``"ggn"``, ``"fisher"`` (exact) or ``"covariance"``
+            (per-sample gradient covariance, the SGD noise).
+        views: K, frozen augmentation views per training sample (paper 000: 30 on CIFAR).
+        num_steps: Lanczos steps m of each SLQ run.
+        num_probes: SLQ probes per set (paper 000 uses one).
+        noise_probes: Rademacher probes of the split-half noise estimate (§1.4(a)); 0 skips it.
+        compare_test: also compute the spectrum over the test set.
+        params: ``None`` (all parameters) or a glob pattern / names of a subset (``"fc2.*"``).
+        model: the model name the checkpoint must hold (``None``: any).
+        data_dir: overrides the checkpoint's data folder (CIFAR moved to another machine).
+        batch_size: batch size of every data pass.
+        seed: fixes the frozen views, the SLQ probes and the split of the noise estimate.
+        device: where the products run.
+        dtype: precision of the products (``"float32"`` or ``"float64"``).
+    """
+
+    checkpoint: str
+    matrix: Literal["hessian", "ggn", "fisher", "covariance"] = "hessian"
+    views: int = 9
+    num_steps: int = 80
+    num_probes: int = 3
+    noise_probes: int = 8
+    compare_test: bool = True
+    params: str | None = None
+    model: str | None = None
+    data_dir: str | None = None
+    batch_size: int = 2048
+    seed: int = 0
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    def __post_init__(self) -> None:
+        if self.matrix not in MATRICES:
+            raise InputError(
+                f"unknown matrix {self.matrix!r}; expected one of {', '.join(MATRICES)}"
+            )
+        _positive_int("views", self.views, "K frozen views per sample, e.g. 9")
+        _positive_int("num_steps", self.num_steps, "Lanczos steps, e.g. 80")
+        _positive_int("num_probes", self.num_probes, "SLQ probes, e.g. 3")
+        _positive_int("batch_size", self.batch_size, "e.g. 2048")
+        if (
+            isinstance(self.noise_probes, bool)
+            or not isinstance(self.noise_probes, int)
+            or self.noise_probes == 1
+            or self.noise_probes < 0
+        ):
+            raise InputError(
+                f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
+                f"got {self.noise_probes!r}"
+            )
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+
+def make_operator(
+    matrix: str,
+    model: torch.nn.Module,
+    loss_fn: Any,
+    data: Any,
+    *,
+    params: str | None = None,
+    dtype: torch.dtype | None = None,
+    num_data: int | None = None,
+) -> Any:
+    """The curvature operator ``matrix`` of ``model`` over ``data`` (an entry of :data:`MATRICES`)."""
+    if matrix not in MATRICES:
+        raise InputError(f"unknown matrix {matrix!r}; expected one of {', '.join(MATRICES)}")
+    return MATRICES[matrix](model, loss_fn, data, params=params, dtype=dtype, num_data=num_data)
+
+
+def summarize_density(density: SpectralDensity) -> dict[str, Any]:
+    """The paper-000 numbers of one spectrum (tables 1-3; spec §1.5-1.6).
+
+    Extremal Ritz values, the negative Ritz count and mass by the well-separated rule (§1.6,
+    defaults) with the naive negative mass and the zero-cluster mass, the three heaviest
+    Ritz weights of probe 0 (paper 000 table 3 uses one probe; pooled over several probes the
+    top three would just be each probe's zero node), and the SLQ trace estimate.
+    """
+    neg = density.negative_mass()
+    lo, hi = density.extremal
+    trace = density.trace()
+    return {
+        "smallest": lo,
+        "largest": hi,
+        "negative_count": neg.count,
+        "negative_mass": neg.mass,
+        "negative_mass_naive": neg.naive,
+        "zero_cluster_mass": neg.zero_cluster,
+        "top_weights": [
+            {"weight": p.weight, "node": p.node, "probe": p.probe}
+            for p in density.top_weights(3, probe=0)
+        ],
+        "trace": trace.value,
+        "trace_stderr": trace.stderr,
+        "num_products": density.num_products,
+        "seconds": density.timings.get("total", math.nan),
+    }
+
+
+@dataclass(frozen=True)
+class TrueVsEmpiricalResult:
+    """The outcome of :func:`true_vs_empirical`; plots and the report read only this.
+
+    Attributes:
+        config: the :class:`TrueVsEmpiricalConfig` as a dict.
+        train_config: the checkpoint's training configuration as a dict.
+        model: the checkpoint's model spec (name, input shape, outputs, options).
+        history: the per-epoch training records of the checkpoint.
+        num_params: P of the matrix (the selected parameters).
+        num_train, num_test: N of the training and test sets (``num_test`` 0 without test).
+        num_augmented: N·K.
+        spectra: SLQ densities by set name (``"empirical"``, ``"augmented"``, ``"test"``).
+        summaries: by set name: :func:`summarize_density` plus ``num_samples``, ``loss``,
+            ``accuracy`` of the model on that set.
+        theory: the Theorem-1 comparison (see :func:`theorem1_comparison`).
+        timings: seconds per stage.
+        device, version: where it ran and the curvscope version.
+    """
+
+    config: dict[str, Any]
+    train_config: dict[str, Any]
+    model: dict[str, Any]
+    history: list[dict[str, float]]
+    num_params: int
+    num_train: int
+    num_test: int
+    num_augmented: int
+    spectra: dict[str, SpectralDensity]
+    summaries: dict[str, dict[str, Any]]
+    theory: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    version: str = __version__
+
+    # ------------------------------------------------------------------ derived views
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (what ``summary.json`` holds and ``--json`` prints)."""
+        return _jsonable(
+            {
+                "matrix": self.config["matrix"],
+                "model": self.model.get("name"),
+                "data": self.train_config.get("data"),
+                "num_params": self.num_params,
+                "num_train": self.num_train,
+                "views": self.config["views"],
+                "num_augmented": self.num_augmented,
+                "num_test": self.num_test,
+                "sets": self.summaries,
+                "theorem1": self.theory,
+                "timings": self.timings,
+                "version": self.version,
+            }
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``<path>.json`` (scalars) and ``<path>.npz`` (the Ritz arrays of every set)."""
+        stem = Path(path)
+        if stem.suffix in (".json", ".npz"):
+            stem = stem.with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        spectra_meta: dict[str, dict[str, Any]] = {}
+        for name, density in self.spectra.items():
+            meta: dict[str, Any] = {}
+            for f in dataclasses.fields(density):
+                value = getattr(density, f.name)
+                if isinstance(value, np.ndarray):
+                    arrays[f"{name}.{f.name}"] = value
+                else:
+                    meta[f.name] = value
+            spectra_meta[name] = meta
+        fields = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "spectra"
+        }
+        payload = {"class": type(self).__name__, "fields": fields, "spectra": spectra_meta}
+        stem.with_suffix(".json").write_text(json.dumps(_jsonable(payload), indent=1))
+        np.savez(stem.with_suffix(".npz"), **arrays)
+        return stem
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrueVsEmpiricalResult:
+        """Read a result written by :meth:`save`."""
+        stem = Path(path)
+        if stem.suffix in (".json", ".npz"):
+            stem = stem.with_suffix("")
+        json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        if not json_path.exists() or not npz_path.exists():
+            raise InputError(
+                f"{cls.__name__}.load({str(path)!r}) expects {json_path.name} and "
+                f"{npz_path.name} in {stem.parent}; at least one is missing"
+            )
+        payload = json.loads(json_path.read_text())
+        if payload.get("class") != cls.__name__:
+            raise InputError(f"{json_path} holds a {payload.get('class')!r}, not a {cls.__name__}")
+        spectra = {}
+        with np.load(npz_path, allow_pickle=False) as data:
+            for name, meta in payload["spectra"].items():
+                arrays = {
+                    key.split(".", 1)[1]: data[key]
+                    for key in data.files
+                    if key.split(".", 1)[0] == name
+                }
+                spectra[name] = SpectralDensity(**meta, **arrays)
+        return cls(**payload["fields"], spectra=spectra)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def theorem1_comparison(
+    empirical: dict[str, Any],
+    augmented: dict[str, Any],
+    *,
+    noise_empirical: dict[str, Any] | None,
+    noise_augmented: dict[str, Any] | None,
+    num_params: int,
+    num_train: int,
+    views: int,
+) -> dict[str, Any]:
+    """Theorem 1 (spec §1.3) next to the observed shrinkage, from summaries and noise estimates.
+
+    - forward: treating the augmented matrix as ``H_true``, its extremes
+      ``[lambda_P, lambda_1]`` are pushed out by the empirical noise scale ``s``:
+      ``lambda + s^2/lambda`` where ``|lambda| > s``, else the edge ``±2s``
+      (:func:`~curvscope.rmt.spiked_extremes`);
+    - reverse: the true extremes implied by the observed empirical ones,
+      ``(lambda' + sign(lambda') sqrt(lambda'^2 - 4 s^2)) / 2`` where ``|lambda'| > 2s``
+      (:func:`~curvscope.rmt.deflated_extremes`), to compare with the augmented ones.
+
+    ``q = P/N``; the augmented set has the nominal ``q = P/(N K)`` and an effective sample count
+    ``N_eff = N s_emp^2 / s_aug^2`` (the paper's ``N_eff < N K``, §1.4).
+    """
+    observed = {
+        "empirical": [empirical["smallest"], empirical["largest"]],
+        "augmented": [augmented["smallest"], augmented["largest"]],
+    }
+    ratio = [
+        (abs(e) / abs(a)) if a != 0 else math.inf
+        for e, a in zip(observed["empirical"], observed["augmented"])
+    ]
+    out: dict[str, Any] = {
+        "num_params": num_params,
+        "num_train": num_train,
+        "views": views,
+        "q_empirical": num_params / num_train,
+        "q_augmented_nominal": num_params / (num_train * views),
+        "observed": observed,
+        "observed_ratio_empirical_over_augmented": ratio,
+        "shrinks": bool(
+            abs(observed["augmented"][0]) < abs(observed["empirical"][0])
+            and abs(observed["augmented"][1]) < abs(observed["empirical"][1])
+        ),
+        "noise_empirical": noise_empirical,
+        "noise_augmented": noise_augmented,
+    }
+    if noise_empirical is None or not noise_empirical["noise_scale"] > 0:
+        out["forward"] = out["reverse"] = None
+        return out
+    s = noise_empirical["noise_scale"]
+    spikes = [observed["augmented"][1], observed["augmented"][0]]
+    nonzero = [v for v in spikes if v != 0]
+    if nonzero:
+        fwd = spiked_extremes(nonzero, scale=s)
+        out["forward"] = {
+            "noise_scale": s,
+            "from": spikes,
+            "predicted_smallest": fwd.smallest,
+            "predicted_largest": fwd.largest,
+            "separated": [bool(b) for b in fwd.separated],
+            "smallest_from_noise": bool(fwd.smallest_from_noise),
+            "largest_from_noise": bool(fwd.largest_from_noise),
+            "observed_smallest": observed["empirical"][0],
+            "observed_largest": observed["empirical"][1],
+        }
+    else:
+        out["forward"] = None
+    rev = deflated_extremes([observed["empirical"][0], observed["empirical"][1]], scale=s)
+    out["reverse"] = {
+        "noise_scale": s,
+        "predicted_true": [None if math.isnan(v) else float(v) for v in rev.true],
+        "resolved": [bool(b) for b in rev.resolved],
+        "bound": rev.bound,
+        "notes": list(rev.notes),
+        "observed_augmented": observed["augmented"],
+    }
+    if noise_augmented is not None and noise_augmented["s2"] > 0:
+        out["effective_num_augmented"] = num_train * noise_empirical["s2"] / noise_augmented["s2"]
+    return out
+
+
+def true_vs_empirical(
+    config: TrueVsEmpiricalConfig, *, progress: bool = False
+) -> TrueVsEmpiricalResult:
+    """Empirical, augmented ("True") and test spectra of a checkpoint's model (paper 000).
+
+    Loads the checkpoint (checking the model name when ``config.model`` is set), rebuilds its
+    training and test sets exactly as training did, and runs SLQ on the chosen matrix over the
+    training set, its K frozen views (:class:`~curvscope.data.AugmentedViews`, seeded by
+    ``config.seed``) and optionally the test set; then the split-half noise scales and the
+    Theorem-1 comparison (:func:`theorem1_comparison`).
+
+    Args:
+        config: the comparison.
+        progress: show progress bars (Lanczos steps, noise estimate) on stderr.
+
+    Raises:
+        InputError: a missing or foreign checkpoint, a checkpoint of another model, missing data,
+            or data without an augmentation family.
+    """
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
+    tc = ckpt.config
+    kwargs = {
+        "data_dir": config.data_dir if config.data_dir is not None else tc.data_dir,
+        "seed": tc.seed,
+        **tc.data_options,
+    }
+    train_set: TensorDataset = load_dataset(tc.data, "train", **kwargs)
+    test_set = load_dataset(tc.data, "test", **kwargs) if config.compare_test else None
+    augmented = AugmentedViews(train_set, views=config.views, seed=config.seed)
+    loss_fn = loss_function(tc, train_set)
+    model = ckpt.model
+    model_dtype = next(model.parameters()).dtype
+    op_dtype = getattr(torch, config.dtype)
+    bs = config.batch_size
+
+    sets: dict[str, Any] = {"empirical": train_set, "augmented": augmented}
+    if test_set is not None:
+        sets["test"] = test_set
+    spectra: dict[str, SpectralDensity] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    num_params = 0
+    for name, ds in sets.items():
+        tick = time.perf_counter()
+        loss, acc = evaluate(
+            model, ds, loss_fn, batch_size=bs, device=config.device, dtype=model_dtype
+        )
+        op = make_operator(
+            config.matrix,
+            model,
+            loss_fn,
+            ds.loader(bs),
+            params=config.params,
+            dtype=op_dtype,
+            num_data=len(ds),
+        )
+        num_params = int(op.shape[0])
+        if progress:
+            tqdm.write(
+                f"{name}: {config.matrix} over {len(ds):,} samples, P = {num_params:,}",
+                file=sys.stderr,
+            )
+        density = slq(
+            op,
+            num_steps=config.num_steps,
+            num_probes=config.num_probes,
+            seed=config.seed,
+            progress=progress,
+        )
+        spectra[name] = density
+        summaries[name] = {
+            "num_samples": len(ds),
+            "loss": loss,
+            "accuracy": acc,
+            **summarize_density(density),
+        }
+        timings[name] = time.perf_counter() - tick
+
+    noise: dict[str, dict[str, Any] | None] = {"empirical": None, "augmented": None}
+    if config.noise_probes:
+        tick = time.perf_counter()
+        for name in ("empirical", "augmented"):
+            half_a, half_b = split_halves(sets[name], seed=config.seed, batch_size=bs)
+            ops = [
+                make_operator(
+                    config.matrix, model, loss_fn, h, params=config.params, dtype=op_dtype
+                )
+                for h in (half_a, half_b)
+            ]
+            estimate = split_half_noise(
+                ops[0],
+                ops[1],
+                num_data=len(train_set),
+                half_size=len(train_set) // 2,
+                num_probes=config.noise_probes,
+                seed=config.seed + 1,
+            )
+            noise[name] = estimate.to_dict()
+            if progress:
+                tqdm.write(
+                    f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}",
+                    file=sys.stderr,
+                )
+        timings["noise"] = time.perf_counter() - tick
+
+    theory = theorem1_comparison(
+        summaries["empirical"],
+        summaries["augmented"],
+        noise_empirical=noise["empirical"],
+        noise_augmented=noise["augmented"],
+        num_params=num_params,
+        num_train=len(train_set),
+        views=config.views,
+    )
+    timings["total"] = time.perf_counter() - start
+    return TrueVsEmpiricalResult(
+        config=config.to_dict(),
+        train_config=tc.to_dict(),
+        model=ckpt.spec.to_dict(),
+        history=[dict(h) for h in ckpt.history],
+        num_params=num_params,
+        num_train=len(train_set),
+        num_test=len(test_set) if test_set is not None else 0,
+        num_augmented=len(augmented),
+        spectra=spectra,
+        summaries=summaries,
+        theory=theory,
+        timings=timings,
+        device=str(config.device),
+    )
