@@ -37,7 +37,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+def _time(fn: Callable[[], object], device: torch.device, repeats: int, label: str = "") -> float:
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -45,6 +45,8 @@ def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
+    if label:
+        print(f"  {label}: {statistics.median(times):.4f} s", flush=True)
     return statistics.median(times)
 
 
@@ -90,6 +92,7 @@ def bench(
     name: str, device: torch.device, repeats: int, num_data: int, batch_size: int
 ) -> dict[str, float]:
     model, batches = _setup(name, device, num_data, batch_size)
+    print(f"{name}:", flush=True)
     loss_fn = nn.CrossEntropyLoss()
     num_params = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(1)
@@ -98,13 +101,13 @@ def bench(
     t: dict[str, float] = {"P": num_params, "N": sum(len(b[1]) for b in batches)}
 
     _gradient_pass(model, loss_fn, batches)  # warm-up
-    t["gradient pass"] = _time(lambda: _gradient_pass(model, loss_fn, batches), device, repeats)
+    t["gradient pass"] = _time(lambda: _gradient_pass(model, loss_fn, batches), device, repeats, "gradient pass")
 
     op = HessianOperator(model, loss_fn, batches, cache=False)
     op @ vec
     op @ block  # verification and per-k tuning happen on first use; time the steady state
-    t["1 product"] = _time(lambda: op @ vec, device, repeats)
-    t["block of 10"] = _time(lambda: op @ block, device, repeats)
+    t["1 product"] = _time(lambda: op @ vec, device, repeats, "1 product")
+    t["block of 10"] = _time(lambda: op @ block, device, repeats, "block of 10")
     t["10 single products"] = _time(
         lambda: [op @ block[:, j].contiguous() for j in range(10)], device, 1
     )
@@ -124,8 +127,8 @@ def bench(
     cached = HessianOperator(model, loss_fn, batches, cache=True)
     cached @ vec
     cached @ block
-    t["1 product, cached graphs"] = _time(lambda: cached @ vec, device, repeats)
-    t["block of 10, cached graphs"] = _time(lambda: cached @ block, device, repeats)
+    t["1 product, cached graphs"] = _time(lambda: cached @ vec, device, repeats, "1 product, cached graphs")
+    t["block of 10, cached graphs"] = _time(lambda: cached @ block, device, repeats, "block of 10, cached graphs")
     t["cache memory (MiB)"] = cached.cache_info.cached_bytes / 2**20
 
     v = [p.detach().clone() for p in op.layout.split(vec[:, None])]
