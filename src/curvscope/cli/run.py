@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from curvscope.cli._main import main
+from curvscope.cli._options import model_data_options, model_options
 from curvscope.cli.spectrum import (
     check_device,
     report_result,
@@ -30,40 +31,8 @@ from curvscope.training import TrainConfig, train
 _DEFAULTS = {"epochs": 40, "lr": 0.2, "batch_size": 32, "weight_decay": 1e-4}
 
 
-def _hidden(value: str) -> list[int]:
-    try:
-        widths = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated widths like 32 or 64,32, got {value!r}",
-            param_hint="--hidden",
-        ) from None
-    if not widths or any(w < 1 for w in widths):
-        raise click.BadParameter(f"widths must be positive, got {value!r}", param_hint="--hidden")
-    return widths
-
-
 @main.command(name="run")
-@click.option(
-    "--model",
-    default="mlp",
-    show_default=True,
-    help="mlp, cnn, vgg16bn or preresnet<depth>.",
-)
-@click.option(
-    "--data",
-    default="digits",
-    show_default=True,
-    help=f"Dataset: {', '.join(DATASETS)} (augmented views need images: digits, cifar*).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding cifar-10-batches-py/ or cifar-100-python/ (never downloaded).",
-)
-@click.option("--hidden", default="32", show_default=True, help="MLP hidden widths, e.g. 64,32.")
-@click.option("--activation", default="tanh", show_default=True, help="MLP activation.")
+@model_data_options
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=_DEFAULTS["epochs"], show_default=True
 )
@@ -154,7 +123,7 @@ def run_command(
         raise click.BadParameter(
             f"unknown dataset {data!r}; expected one of {', '.join(DATASETS)}", param_hint="--data"
         )
-    options = {"hidden": _hidden(hidden), "activation": activation} if model == "mlp" else {}
+    options = model_options(hidden, activation, model)
     with torch_threads(threads):
         try:
             train_config = TrainConfig(

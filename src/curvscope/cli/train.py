@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from curvscope.cli._main import main
+from curvscope.cli._options import model_data_options, model_options
 from curvscope.data import DATASETS
 from curvscope.errors import CurvscopeError
 from curvscope.training import SCHEDULE_PRESETS, TrainConfig, train
@@ -17,45 +18,8 @@ from curvscope.training import SCHEDULE_PRESETS, TrainConfig, train
 _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
 
 
-def _hidden(value: str) -> list[int]:
-    try:
-        widths = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated widths like 32 or 64,32, got {value!r}"
-        ) from None
-    if any(w < 1 for w in widths):
-        raise click.BadParameter(f"widths must be positive, got {value!r}")
-    return widths
-
-
 @main.command(name="train")
-@click.option(
-    "--model",
-    default="mlp",
-    show_default=True,
-    help="mlp, cnn, vgg16bn or preresnet<depth> (e.g. preresnet110, preresnet20).",
-)
-@click.option(
-    "--data",
-    "data",
-    default="digits",
-    show_default=True,
-    help=f"Dataset: {', '.join(DATASETS)}. CIFAR is read from --data-dir.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder holding cifar-10-batches-py/ or cifar-100-python/ (never downloaded).",
-)
-@click.option(
-    "--hidden",
-    default="32",
-    show_default=True,
-    help="MLP hidden widths, comma-separated (64-32-10 on digits is --hidden 32).",
-)
-@click.option("--activation", default="tanh", show_default=True, help="MLP activation.")
+@model_data_options
 @click.option(
     "--schedule",
     type=click.Choice(sorted(SCHEDULE_PRESETS)),
@@ -184,7 +148,7 @@ def train_command(
     for key, value in (("lr", lr), ("epochs", epochs), ("final_ratio", final_ratio)):
         if value is not None:
             base[key] = value
-    options = {"hidden": _hidden(hidden), "activation": activation} if model == "mlp" else {}
+    options = model_options(hidden, activation, model)
     try:
         config = TrainConfig(
             batch_size=batch_size,
