@@ -1,7 +1,7 @@
 """Independent dense references for the curvature operators, and the shared test cases.
 
 Everything here is built without curvscope's engine: reverse-over-reverse Hessians from
-``torch.autograd.functional.hessian`` (never ``torch.func.hessian``, wrong for LayerNorm in
+``torch.autograd.functional.hessian`` (never jacfwd-of-jacrev, which is wrong for LayerNorm in
 torch 2.13), per-sample Jacobians from reverse-mode ``torch.autograd.functional.jacobian``, output
 Hessians from reverse-over-reverse in output space, and loops over samples.
 """

@@ -2,7 +2,7 @@
 
 HessianOperator is not on main yet, so products come from a small reverse-over-reverse HVP
 operator defined here; the oracle is the dense float64 Hessian from
-torch.autograd.functional.hessian (reverse-over-reverse, never torch.func.hessian).
+torch.autograd.functional.hessian (reverse-over-reverse, never jacfwd-of-jacrev).
 """
 
 from __future__ import annotations
