@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from curvscope.operators._autodiff import GraphState, ggn_apply, ggn_prepare
+from curvscope.operators._autodiff import GGN_METHODS, GraphState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
 from curvscope.operators._engine import CurvatureOperator
 
@@ -22,8 +22,8 @@ class OutputSpaceOperator(CurvatureOperator):
     ``"rev-batched"`` (vmapped), ``"fwd"`` (``vmap(jvp)`` then ``vmap(vjp)``).
     """
 
-    _methods = ("rev", "rev-batched", "fwd")
-    _graph_methods = ("rev", "rev-batched")
+    _methods = GGN_METHODS
+    _graph_methods = GGN_METHODS[:2]  # the reverse-mode ones share a retained graph
 
     def _output_op(
         self, batch: Batch, outputs: torch.Tensor

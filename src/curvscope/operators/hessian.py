@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from curvscope.operators._autodiff import GraphState, hessian_apply, hessian_prepare
+from curvscope.operators._autodiff import HESSIAN_METHODS, GraphState, hessian_apply, hessian_prepare
 from curvscope.operators._data import Batch
 from curvscope.operators._engine import CurvatureOperator
 
@@ -35,8 +35,8 @@ class HessianOperator(CurvatureOperator):
         torch.Size([26, 3])
     """
 
-    _methods = ("rev-rev", "rev-rev-batched", "fwd-rev")
-    _graph_methods = ("rev-rev", "rev-rev-batched")
+    _methods = HESSIAN_METHODS
+    _graph_methods = HESSIAN_METHODS[:2]  # the reverse-mode ones share a retained graph
 
     def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
         fn, targets, loss = self.model_fn(batch.inputs), batch.targets, self.loss
