@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from curvscope.operators._autodiff import HESSIAN_METHODS, GraphState, hessian_apply, hessian_prepare
+from curvscope.operators._autodiff import (
+    HESSIAN_METHODS,
+    GraphState,
+    hessian_apply,
+    hessian_prepare,
+)
 from curvscope.operators._data import Batch
 from curvscope.operators._engine import CurvatureOperator
 
