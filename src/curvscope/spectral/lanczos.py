@@ -289,11 +289,14 @@ def lanczos(
             beta_prev = torch.as_tensor(betas[:, j - 1], device=device).to(dtype)
             w = w - beta_prev * basis[:, j - 1].T.to(device)
         if reorthogonalize:
-            w_t = w.T.to(store).unsqueeze(2)  # (k, P, 1)
+            # Row-vector form: (k, 1, P) @ (k, P, j+1) then (k, 1, j+1) @ (k, j+1, P). Both are
+            # GEMMs over the contiguous basis; the column form (k, j+1, P) @ (k, P, 1) is a
+            # batched GEMV that measured 13x slower on a 2-core CPU (P = 4810, k = 10, j = 50).
+            w_t = w.T.to(store).unsqueeze(1)  # (k, 1, P)
             span = basis[:, : j + 1]  # (k, j+1, P)
             for _ in range(2):
-                w_t = w_t - torch.bmm(span.transpose(1, 2), torch.bmm(span, w_t))
-            w = w_t.squeeze(2).T.to(device)
+                w_t = w_t - torch.bmm(torch.bmm(w_t, span.transpose(1, 2)), span)
+            w = w_t.squeeze(1).T.to(device)
         beta = w.double().norm(dim=0)
         alpha_np, beta_np = alpha.cpu().numpy(), beta.cpu().numpy()
         if not (np.isfinite(alpha_np).all() and np.isfinite(beta_np).all()):
