@@ -80,8 +80,13 @@ def test_model_mode_parameters_and_gradients_are_left_as_they_were() -> None:
     case.model.conv.weight.grad = torch.ones_like(case.model.conv.weight)
     before = {n: p.detach().clone() for n, p in case.model.state_dict().items()}
     op = HessianOperator(case.model, case.loss_fn, (case.inputs, case.targets))
-    op @ torch.ones(op.shape[0], dtype=torch.float64)
+    first = op @ torch.ones(op.shape[0], dtype=torch.float64)
+    assert op.cache_info.cached_batches == op.cache_info.total_batches  # next product: no forward
     assert case.model.training and case.model.bn.training
+    again = op @ torch.ones(op.shape[0], dtype=torch.float64)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)  # still the eval-mode Hessian
+    assert case.model.training and case.model.bn.training
+    torch.testing.assert_close(first, dense_hessian(case).sum(1), rtol=1e-10, atol=1e-12)
     for n, t in case.model.state_dict().items():
         assert torch.equal(t, before[n]), n  # BatchNorm running statistics untouched too
     assert torch.equal(case.model.conv.weight.grad, torch.ones_like(case.model.conv.weight))
@@ -100,6 +105,16 @@ def test_eval_mode_by_default_and_train_mode_on_request() -> None:
     assert (h_train - h_eval).abs().max() > 1e-3  # batch statistics give another matrix
     running = case.model.bn.running_mean.clone()
     assert torch.equal(case.model.bn.running_mean, running)
+
+
+def test_method_tuning_skips_vmapped_twins_for_one_column() -> None:
+    case = make_case("mlp-tanh", "ce")
+    op = HessianOperator(case.model, case.loss_fn, (case.inputs, case.targets))
+    op @ torch.ones(op.shape[0], 1, dtype=torch.float64)
+    assert op.report.chosen[("graph", 1)] == "rev-rev"  # the only candidate: nothing timed
+    assert ("graph", 1) not in op.report.timings
+    op @ torch.ones(op.shape[0], 3, dtype=torch.float64)
+    assert set(op.report.timings[("graph", 3)]) == {"rev-rev", "rev-rev-batched"}
 
 
 def test_weights_are_snapshotted_at_construction() -> None:

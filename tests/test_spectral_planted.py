@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from curvscope import DenseOperator
+from curvscope.errors import InputError
 from curvscope.spectral import (
     exact_spectrum,
     hutchinson_trace,
@@ -241,6 +242,47 @@ def test_hutchinson_and_hutchpp_within_4_stderr(wishart: np.ndarray, planted: di
     # Hutch++ removes the outliers exactly: much smaller error bar on the planted matrix.
     op = DenseOperator(torch.as_tensor(planted["matrix"]))
     assert hutchpp_trace(op, num_matvecs=60).stderr < hutchinson_trace(op, num_matvecs=60).stderr
+
+
+class _CountingOperator(DenseOperator):
+    """A dense operator that records the width of every block product."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        super().__init__(matrix)
+        self.widths: list[int] = []
+
+    def __matmul__(self, other: torch.Tensor) -> torch.Tensor:
+        self.widths.append(1 if other.ndim == 1 else other.shape[1])
+        return super().__matmul__(other)
+
+
+def test_hutchinson_rounds_do_not_change_the_estimate(wishart: np.ndarray) -> None:
+    matrix = torch.as_tensor(wishart)
+    whole = hutchinson_trace(DenseOperator(matrix), num_matvecs=50, seed=3, block_size=None)
+    op = _CountingOperator(matrix)
+    rounds = hutchinson_trace(op, num_matvecs=50, seed=3, block_size=16)
+    assert op.widths == [16, 16, 16, 2]
+    assert rounds.num_matvecs == 50
+    assert rounds.value == pytest.approx(whole.value, rel=1e-12)
+    assert rounds.stderr == pytest.approx(whole.stderr, rel=1e-9)
+
+
+def test_hutchinson_rtol_stops_when_the_error_bar_is_small_enough(wishart: np.ndarray) -> None:
+    op = _CountingOperator(torch.as_tensor(wishart))
+    full = hutchinson_trace(op, num_matvecs=400, seed=0, block_size=20)
+    rtol = 2.5 * full.stderr / abs(full.value)  # reached after roughly (2.5)^-2 * 400 = 64 probes
+    op.widths.clear()
+    early = hutchinson_trace(op, num_matvecs=400, seed=0, block_size=20, rtol=rtol)
+    assert 20 <= early.num_matvecs < 400 and sum(op.widths) == early.num_matvecs
+    assert early.stderr <= rtol * abs(early.value)
+    truth = float(np.trace(wishart))
+    assert abs(early.value - truth) < 4 * early.stderr
+    # unreachable tolerance: the whole budget is spent
+    assert hutchinson_trace(op, num_matvecs=40, seed=0, rtol=1e-12).num_matvecs == 40
+    with pytest.raises(InputError, match="rtol"):
+        hutchinson_trace(op, num_matvecs=40, rtol=-1.0)
+    with pytest.raises(InputError, match="block_size"):
+        hutchinson_trace(op, num_matvecs=40, block_size=0)
 
 
 def test_exact_spectrum_matches_eigh_and_float32(lowrank_goe: np.ndarray) -> None:

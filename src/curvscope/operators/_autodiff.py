@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "BATCHED_TWINS",
     "GGN_METHODS",
     "HESSIAN_METHODS",
     "GraphState",
@@ -35,6 +36,8 @@ __all__ = [
 
 HESSIAN_METHODS = ("rev-rev", "rev-rev-batched", "fwd-rev")
 GGN_METHODS = ("rev", "rev-batched", "fwd")
+#: vmapped twins of the loop methods: the same work plus vmap's overhead when k = 1.
+BATCHED_TWINS = frozenset({"rev-rev-batched", "rev-batched"})
 
 Params = tuple[torch.Tensor, ...]
 Block = tuple[torch.Tensor, ...]  # per parameter: (k, *shape)
@@ -120,6 +123,8 @@ def hessian_apply(state: GraphState, block: Block) -> Block:
             return _grad(grads, state.leaves, block, batched=True)
         k = block[0].shape[0]
         columns = [_grad(grads, state.leaves, [v[j] for v in block]) for j in range(k)]
+    if k == 1:  # the common Lanczos case: a view, no copy
+        return tuple(c.unsqueeze(0) for c in columns[0])
     return tuple(torch.stack([c[i] for c in columns]) for i in range(len(state.leaves)))
 
 

@@ -27,7 +27,7 @@ from curvscope.errors import (
     NonDeterministicError,
     NonFiniteError,
 )
-from curvscope.operators._autodiff import GraphState, graph_bytes
+from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
@@ -318,10 +318,13 @@ class CurvatureOperator(SymmetricOperator):
         return outputs
 
     # ------------------------------------------------------------------ method choice
-    def _usable(self, methods: Sequence[str]) -> list[str]:
+    def _usable(self, methods: Sequence[str], k: int) -> list[str]:
         if self.method != "auto":
             return [self.method] if self.method in methods else [self._methods[0]]
-        return self.report.usable(methods) or [self._methods[0]]
+        usable = self.report.usable(methods) or [self._methods[0]]
+        if k == 1:  # a vmapped twin only adds overhead to one column; do not let noise pick it
+            usable = [m for m in usable if m not in BATCHED_TWINS] or usable
+        return usable
 
     def _timed(self, key: tuple[str, int], candidates: list[str], run: Callable[[str], Any]) -> Any:
         """Run with the method chosen for ``key``; the first time, time every candidate and keep
@@ -393,26 +396,29 @@ class CurvatureOperator(SymmetricOperator):
         if state is not None:  # a reverse-mode graph: pick among the graph methods
             return self._timed(
                 ("graph", k),
-                self._usable(self._graph_methods),
+                self._usable(self._graph_methods, k),
                 lambda m: self._apply(_with_method(state, m), pieces),
             )
         return self._timed(
             ("fresh", k),
-            self._usable(self._methods),
+            self._usable(self._methods, k),
             lambda m: self._apply(self._prepare(m, batch, self.params), pieces),
         )
 
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:
         pieces = self.layout.split(block)
-        total = torch.zeros_like(block)
+        total: torch.Tensor | None = None
         aux: list[torch.Tensor] = []
         count = 0
-        with self._model_mode():
+        all_cached = (
+            self._checked
+            and self.cache_info.total_batches is not None
+            and len(self._cache) == self.cache_info.total_batches
+        )
+        # With every batch's graph in memory there is no forward pass, so the model's mode does
+        # not matter: skip switching it (a loop over all modules, per product).
+        with contextlib.nullcontext() if all_cached else self._model_mode():
             self._first_use()
-            all_cached = (
-                self.cache_info.total_batches is not None
-                and len(self._cache) == self.cache_info.total_batches
-            )
             if all_cached:  # no data pass at all: every batch's graph is in memory
                 batches: Iterator[Batch] = (
                     self._cache[i].extras["batch"] for i in range(len(self._cache))
@@ -423,7 +429,8 @@ class CurvatureOperator(SymmetricOperator):
             num_params = len(self.layout.names)
             for batch in batches:
                 parts = self._batch_product(batch, pieces)
-                total += self.layout.join(parts[:num_params])
+                joined = self.layout.join(parts[:num_params])
+                total = joined if total is None else total.add_(joined)
                 aux = (
                     [a + b for a, b in zip(aux, parts[num_params:])]
                     if aux
@@ -432,7 +439,7 @@ class CurvatureOperator(SymmetricOperator):
                 count += batch.size
                 num_batches += 1
             self.cache_info.total_batches = num_batches
-        if count == 0:
+        if total is None or count == 0:
             raise BatchSource._empty_error()
         total = self._reduce(total)
         aux = [self._reduce(a) for a in aux]
@@ -456,6 +463,7 @@ class CurvatureOperator(SymmetricOperator):
     # ------------------------------------------------------------------ distribution
     def _reduce(self, total: torch.Tensor) -> torch.Tensor:
         if _distributed():
+            total = total.contiguous()  # collectives need dense storage; join() gives a view
             torch.distributed.all_reduce(total)
         return total
 

@@ -68,9 +68,15 @@ def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
 
 
 def hutchinson_trace(
-    op: Any, *, num_matvecs: int, seed: int = 0, probe: str = "rademacher"
+    op: Any,
+    *,
+    num_matvecs: int,
+    seed: int = 0,
+    probe: str = "rademacher",
+    block_size: int | None = 16,
+    rtol: float | None = None,
 ) -> TraceEstimate:
-    """Hutchinson's estimator :math:`\\frac1n \\sum_{i=1}^n v_i^\\top M v_i` in one block product.
+    """Hutchinson's estimator :math:`\\frac1n \\sum_{i=1}^n v_i^\\top M v_i`, in rounds of block products.
 
     .. math::
 
@@ -78,11 +84,20 @@ def hutchinson_trace(
         \\operatorname{Var}(v^\\top M v) = 2 (\\|M\\|_F^2 - \\textstyle\\sum_i M_{ii}^2)
         \\ \\text{(Rademacher)}.
 
+    Probes are drawn one column at a time from one generator, so the estimate does not depend on
+    ``block_size``; each round multiplies ``block_size`` of them in one block product.
+
     Args:
         op: a symmetric operator (see :func:`~curvscope.spectral.lanczos.lanczos`).
-        num_matvecs: number of probes n (>= 2, for a standard error).
+        num_matvecs: number of probes n (>= 2, for a standard error); the budget when ``rtol``
+            is given.
         seed: seed of the CPU generator the probes come from.
         probe: ``"rademacher"`` or ``"gaussian"``.
+        block_size: probes per block product (``None``: all in one product). Rounds bound the
+            memory of the probe and product blocks (``2 * block_size * P`` numbers).
+        rtol: stop after the first round (of at least two probes) whose standard error is
+            ``<= rtol * |estimate|``; ``None`` spends the whole budget. Unlike a stop on the
+            change of the running mean (PyHessian's ``tol``), this is a statement about the error.
 
     Example:
         >>> import torch
@@ -95,16 +110,35 @@ def hutchinson_trace(
     op = as_operator(op)
     num_matvecs = _check_budget("num_matvecs", num_matvecs, 2, "two probes give a standard error")
     check_probe_kind(probe)
+    if block_size is None:
+        block_size = num_matvecs
+    block_size = _check_budget("block_size", block_size, 1, "probes per block product")
+    if rtol is not None and not (
+        isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol > 0
+    ):
+        raise InputError(f"rtol must be a positive finite number or None, got {rtol!r}")
     size = op.shape[0]
     generator = make_generator(seed)
-    block = draw_probes(
-        size, num_matvecs, generator=generator, probe=probe, dtype=op.dtype, device=op.device
-    )
-    forms = _quadratic_forms(op, block)
+    forms = torch.empty(0, dtype=torch.float64)
+    for start in range(0, num_matvecs, block_size):
+        columns = [
+            draw_probes(size, 1, generator=generator, probe=probe, dtype=op.dtype)
+            for _ in range(min(block_size, num_matvecs - start))
+        ]
+        block = torch.cat(columns, dim=1).to(op.device)
+        forms = torch.cat([forms, _quadratic_forms(op, block)])
+        if rtol is not None and forms.numel() >= 2:
+            mean, err = (
+                float(forms.mean()),
+                float(forms.std(correction=1) / math.sqrt(forms.numel())),
+            )
+            if err <= rtol * abs(mean):
+                break
+    count = forms.numel()
     return TraceEstimate(
         value=float(forms.mean()),
-        stderr=float(forms.std(correction=1) / math.sqrt(num_matvecs)),
-        num_matvecs=num_matvecs,
+        stderr=float(forms.std(correction=1) / math.sqrt(count)),
+        num_matvecs=count,
         method="hutchinson",
         seed=seed,
         size=size,
