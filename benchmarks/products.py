@@ -101,7 +101,9 @@ def bench(
     t: dict[str, float] = {"P": num_params, "N": sum(len(b[1]) for b in batches)}
 
     _gradient_pass(model, loss_fn, batches)  # warm-up
-    t["gradient pass"] = _time(lambda: _gradient_pass(model, loss_fn, batches), device, repeats, "gradient pass")
+    t["gradient pass"] = _time(
+        lambda: _gradient_pass(model, loss_fn, batches), device, repeats, "gradient pass"
+    )
 
     op = HessianOperator(model, loss_fn, batches, cache=False)
     op @ vec
@@ -127,8 +129,12 @@ def bench(
     cached = HessianOperator(model, loss_fn, batches, cache=True)
     cached @ vec
     cached @ block
-    t["1 product, cached graphs"] = _time(lambda: cached @ vec, device, repeats, "1 product, cached graphs")
-    t["block of 10, cached graphs"] = _time(lambda: cached @ block, device, repeats, "block of 10, cached graphs")
+    t["1 product, cached graphs"] = _time(
+        lambda: cached @ vec, device, repeats, "1 product, cached graphs"
+    )
+    t["block of 10, cached graphs"] = _time(
+        lambda: cached @ block, device, repeats, "block of 10, cached graphs"
+    )
     t["cache memory (MiB)"] = cached.cache_info.cached_bytes / 2**20
 
     v = [p.detach().clone() for p in op.layout.split(vec[:, None])]
