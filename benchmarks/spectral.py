@@ -77,7 +77,8 @@ def make_operator(
         return GraphReuseHessian(
             model, loss_fn, inputs, targets
         ), "GraphReuseHessian (benchmark-local)"
-    return HessianOperator(model, loss_fn, split(inputs, targets, batch_size)), "HessianOperator"
+    op = HessianOperator(model, loss_fn, (inputs, targets), batch_size=batch_size)
+    return op, "HessianOperator"
 
 
 def small_cnn() -> nn.Module:

@@ -90,6 +90,15 @@ def _grad(
     return tuple(result)
 
 
+def _stack_columns(columns: Sequence[Block]) -> Block:
+    """Per-column results (one tensor per parameter each) as per-parameter ``(k, ...)`` tensors.
+
+    One column (the common Lanczos case) becomes a view, without a copy."""
+    if len(columns) == 1:
+        return tuple(c.unsqueeze(0) for c in columns[0])
+    return tuple(torch.stack(parts) for parts in zip(*columns))
+
+
 # ---------------------------------------------------------------------- Hessian of a scalar
 def hessian_prepare(
     method: str, scalar_fn: Callable[[Params], torch.Tensor], params: Params
@@ -123,9 +132,7 @@ def hessian_apply(state: GraphState, block: Block) -> Block:
             return _grad(grads, state.leaves, block, batched=True)
         k = block[0].shape[0]
         columns = [_grad(grads, state.leaves, [v[j] for v in block]) for j in range(k)]
-    if k == 1:  # the common Lanczos case: a view, no copy
-        return tuple(c.unsqueeze(0) for c in columns[0])
-    return tuple(torch.stack([c[i] for c in columns]) for i in range(len(state.leaves)))
+    return _stack_columns(columns)
 
 
 # ---------------------------------------------------------------------- J^T Lambda J
@@ -183,7 +190,7 @@ def ggn_apply(state: GraphState, block: Block, output_op: OutputOp) -> Block:
         if batched:
             return _grad([ex["outputs"]], state.leaves, [w], batched=True)
         columns = [_grad([ex["outputs"]], state.leaves, [w[j]]) for j in range(w.shape[0])]
-    return tuple(torch.stack([c[i] for c in columns]) for i in range(len(state.leaves)))
+    return _stack_columns(columns)
 
 
 def graph_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:

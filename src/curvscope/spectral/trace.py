@@ -67,6 +67,11 @@ def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
     return forms.cpu()
 
 
+def _mean_and_stderr(forms: torch.Tensor) -> tuple[float, float]:
+    """Sample mean and its standard error (sample standard deviation over sqrt(n))."""
+    return float(forms.mean()), float(forms.std(correction=1) / math.sqrt(forms.numel()))
+
+
 def hutchinson_trace(
     op: Any,
     *,
@@ -128,17 +133,14 @@ def hutchinson_trace(
         block = torch.cat(columns, dim=1).to(op.device)
         forms = torch.cat([forms, _quadratic_forms(op, block)])
         if rtol is not None and forms.numel() >= 2:
-            mean, err = (
-                float(forms.mean()),
-                float(forms.std(correction=1) / math.sqrt(forms.numel())),
-            )
+            mean, err = _mean_and_stderr(forms)
             if err <= rtol * abs(mean):
                 break
-    count = forms.numel()
+    value, stderr = _mean_and_stderr(forms)
     return TraceEstimate(
-        value=float(forms.mean()),
-        stderr=float(forms.std(correction=1) / math.sqrt(count)),
-        num_matvecs=count,
+        value=value,
+        stderr=stderr,
+        num_matvecs=forms.numel(),
         method="hutchinson",
         seed=seed,
         size=size,
@@ -185,9 +187,10 @@ def hutchpp_trace(
     exact_part = float(_quadratic_forms(op, basis).sum())
     deflated = probes - basis @ (basis.T @ probes)
     forms = _quadratic_forms(op, deflated)
+    mean, stderr = _mean_and_stderr(forms)
     return TraceEstimate(
-        value=exact_part + float(forms.mean()),
-        stderr=float(forms.std(correction=1) / math.sqrt(rest)),
+        value=exact_part + mean,
+        stderr=stderr,
         num_matvecs=2 * sketch + rest,
         method="hutchpp",
         seed=seed,
