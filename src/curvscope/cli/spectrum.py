@@ -8,7 +8,6 @@ output/echo helpers here are also used by ``curvscope run``.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,14 @@ from typing import Any
 import click
 import torch
 
+from curvscope._outputs import OutputFolder, file_digest, json_text
 from curvscope.cli._main import main
-from curvscope.errors import CurvscopeError
+from curvscope.errors import InputError
 from curvscope.experiments import MATRICES, TrueVsEmpiricalConfig, TrueVsEmpiricalResult
 
 _LABELS = {"empirical": "empirical", "augmented": "augmented", "test": "test"}
+#: Resumable state of the study inside a staging folder (dropped when the run completes).
+_STATE = "resume-state"
 
 
 def spectrum_options(
@@ -99,6 +101,20 @@ def spectrum_options(
             help="Precision of the curvature products.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
+        click.option(
+            "--checkpoint-every",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Lanczos steps between checkpoints; an interrupted run resumes from the last "
+            "one when the same command is run again.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Replace an existing --out folder (written whole at the end) and discard an "
+            "interrupted run with other settings.",
+        ),
     ]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,25 +140,27 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def report_result(
-    result: TrueVsEmpiricalResult, out: Path, *, pdf: bool, as_json: bool
-) -> dict[str, Path]:
-    """Write the outputs and print either the JSON summary or a short human summary."""
+    result: TrueVsEmpiricalResult, folder: OutputFolder, *, pdf: bool, as_json: bool
+) -> Path:
+    """Write the outputs, swap the folder into place, print the JSON or a short summary."""
     from curvscope.report import write_outputs
 
-    paths = write_outputs(result, out, pdf=pdf)
+    write_outputs(result, folder.staging, pdf=pdf)
+    out = folder.commit(drop=(_STATE,))
     if as_json:
-        click.echo(json.dumps(result.summary(), indent=1))
-        return paths
+        click.echo(json_text(result.summary()))
+        return out
     click.echo(
         f"{result.config['matrix']} of {result.model.get('name')} (P = {result.num_params:,}) on "
         f"{result.train_config.get('data')}: N = {result.num_train:,}, K = "
         f"{result.config['views']} views (N*K = {result.num_augmented:,})"
     )
     for name, s in result.summaries.items():
+        accuracy = "" if s["accuracy"] is None else f", accuracy {s['accuracy']:.4g}"
         click.echo(
             f"  {_LABELS[name]:>9}: extremes [{s['smallest']:.4g}, {s['largest']:.4g}], "
             f"negative mass {s['negative_mass']:.3g} ({s['negative_count']} Ritz values), "
-            f"loss {s['loss']:.4g}, accuracy {s['accuracy']:.4g}"
+            f"loss {s['loss']:.4g}{accuracy}"
         )
     th = result.theory
     fwd = th.get("forward")
@@ -158,8 +176,8 @@ def report_result(
         + ("smaller" if th["shrinks"] else "NOT both smaller")
         + " in magnitude than the empirical ones"
     )
-    click.echo(f"report: {paths['report']}")
-    return paths
+    click.echo(f"report: {out / 'report.html'}")
+    return out
 
 
 def check_device(device: str) -> None:
@@ -177,14 +195,20 @@ def check_device(device: str) -> None:
         )
 
 
-def run_study(config: TrueVsEmpiricalConfig) -> TrueVsEmpiricalResult:
-    """Run the study, turning curvscope's own errors into clean CLI errors."""
+def run_study(
+    config: TrueVsEmpiricalConfig, folder: OutputFolder, *, checkpoint_every: int
+) -> TrueVsEmpiricalResult:
+    """Run the study with its resumable state in the staging folder."""
     from curvscope.experiments import true_vs_empirical
 
-    try:
-        return true_vs_empirical(config, progress=True)
-    except CurvscopeError as exc:
-        raise click.ClickException(str(exc)) from None
+    if folder.resumed and (folder.path(_STATE)).exists():
+        click.echo(f"resuming the interrupted spectra in {folder.staging}", err=True)
+    return true_vs_empirical(
+        config,
+        progress=True,
+        state_dir=folder.path(_STATE),
+        checkpoint_every=checkpoint_every,
+    )
 
 
 @main.command(name="spectrum")
@@ -236,6 +260,8 @@ def spectrum_command(
     device: str,
     dtype: str,
     as_json: bool,
+    checkpoint_every: int,
+    force: bool,
     compare: str,
     expected_model: str | None,
     data_dir: Path | None,
@@ -259,26 +285,45 @@ def spectrum_command(
         raise click.BadParameter(
             "1 probe gives no standard error; use 0 (skip) or >= 2", param_hint="--noise-probes"
         )
-    try:
-        config = TrueVsEmpiricalConfig(
-            checkpoint=str(checkpoint),
-            matrix=matrix,  # type: ignore[arg-type]
-            views=views,
-            num_steps=steps,
-            num_probes=probes,
-            noise_probes=noise_probes,
-            compare_test=compare == "test",
-            params=params,
-            model=expected_model,
-            data_dir=None if data_dir is None else str(data_dir),
-            batch_size=curvature_batch_size,
-            seed=seed,
-            device=device,
-            dtype=dtype,  # type: ignore[arg-type]
-        )
-    except CurvscopeError as exc:
-        raise click.ClickException(str(exc)) from None
+    config = TrueVsEmpiricalConfig(
+        checkpoint=str(checkpoint),
+        matrix=matrix,  # type: ignore[arg-type]
+        views=views,
+        num_steps=steps,
+        num_probes=probes,
+        noise_probes=noise_probes,
+        compare_test=compare == "test",
+        params=params,
+        model=expected_model,
+        data_dir=None if data_dir is None else str(data_dir),
+        batch_size=curvature_batch_size,
+        seed=seed,
+        device=device,
+        dtype=dtype,  # type: ignore[arg-type]
+    )
     out = out if out is not None else checkpoint.parent / "spectrum"
-    with torch_threads(threads):
-        result = run_study(config)
-        report_result(result, out, pdf=pdf, as_json=as_json)
+    if checkpoint.is_dir():
+        raise InputError(
+            f"checkpoint {str(checkpoint)!r} is a folder; pass the checkpoint.pt file inside "
+            f"it (e.g. {str(checkpoint / 'checkpoint.pt')!r})"
+        )
+    if not checkpoint.is_file():
+        raise InputError(
+            f"no checkpoint at {str(checkpoint)!r}; pass the checkpoint.pt that "
+            "`curvscope train` or `curvscope run` wrote into its --out folder"
+        )
+    if checkpoint.resolve().is_relative_to(out.resolve()):
+        raise InputError(
+            f"--out {str(out)!r} contains the checkpoint being read ({str(checkpoint)!r}); "
+            "replacing that folder would delete it: choose another --out"
+        )
+    # What the spectra are computed from: a partial run resumes only for the same settings
+    # and the same checkpoint bytes.
+    settings = {
+        "command": "spectrum",
+        **config.to_dict(),
+        "checkpoint_sha256": file_digest(checkpoint),
+    }
+    with OutputFolder(out, settings=settings, force=force) as folder, torch_threads(threads):
+        result = run_study(config, folder, checkpoint_every=checkpoint_every)
+        report_result(result, folder, pdf=pdf, as_json=as_json)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import click
 
+from curvscope._outputs import OutputFolder, file_digest, json_text, write_atomic
 from curvscope.cli._main import main
 from curvscope.cli._options import model_data_options, model_options
 from curvscope.data import DATASETS
-from curvscope.errors import CurvscopeError
-from curvscope.training import SCHEDULE_PRESETS, TrainConfig, train
+from curvscope.training import SCHEDULE_PRESETS, TrainConfig, TrainResult, train
+from curvscope.training.checkpoint import read_checkpoint_dict
 
 # Defaults that train the default MLP (64-32-10, P = 2410) on digits to > 90% test accuracy
 # in a few seconds on 2 CPU cores; --schedule replaces lr/epochs/final-ratio with a preset.
@@ -101,6 +102,12 @@ _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
     help="Folder for checkpoint.pt and history.json.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --out folder (written whole at the end) and discard an "
+    "interrupted run with other settings.",
+)
 def train_command(
     model: str,
     data: str,
@@ -121,6 +128,7 @@ def train_command(
     dtype: str,
     out: Path,
     as_json: bool,
+    force: bool,
 ) -> None:
     """Train a model with SGD (momentum, weight decay) and the learning-rate schedule of paper
     000 eq. 11, evaluating train/test loss and accuracy every epoch, and write OUT/checkpoint.pt
@@ -133,7 +141,9 @@ def train_command(
       curvscope train --model preresnet110 --data cifar10 --data-dir ~/data \\
                       --schedule normal --batch-size 128 --weight-decay 3e-4 --device cuda
 
-    The checkpoint feeds `curvscope spectrum`.
+    The run is written into a staging folder and moved into OUT whole when it ends; an
+    existing OUT is replaced only with --force. Interrupted (Ctrl-C, a crash, a kill), the
+    same command resumes from the last finished epoch. The checkpoint feeds `curvscope spectrum`.
     """
     if data not in DATASETS:
         raise click.UsageError(
@@ -149,32 +159,34 @@ def train_command(
         if value is not None:
             base[key] = value
     options = model_options(hidden, activation, model)
-    try:
-        config = TrainConfig(
-            batch_size=batch_size,
-            weight_decay=weight_decay,
-            model=model,
-            data=data,
-            epochs=base["epochs"],
-            lr=base["lr"],
-            final_ratio=base["final_ratio"],
-            momentum=momentum,
-            augment=not no_augment,
-            seed=seed,
-            model_options=options,
-            data_dir=None if data_dir is None else str(data_dir),
-            preset=preset,
-            device=device,
-            dtype=dtype,
-        )
-        result = train(config, out=out, resume=resume, progress=True)
-    except CurvscopeError as exc:
-        raise click.ClickException(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "history.json").write_text(json.dumps(result.history, indent=1))
+    config = TrainConfig(
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        model=model,
+        data=data,
+        epochs=base["epochs"],
+        lr=base["lr"],
+        final_ratio=base["final_ratio"],
+        momentum=momentum,
+        augment=not no_augment,
+        seed=seed,
+        model_options=options,
+        data_dir=None if data_dir is None else str(data_dir),
+        preset=preset,
+        device=device,
+        dtype=dtype,
+    )
+    # Continuing a run in its own folder replaces that folder: that is what was asked.
+    continuing = resume is not None and resume.resolve().parent == out.resolve()
+    with OutputFolder(
+        out, settings=train_settings(config, resume), force=force or continuing
+    ) as folder:
+        result = train_into(config, folder, resume=resume)
+        folder.commit()
     last = result.history[-1] if result.history else {}
+    checkpoint_path = out / "checkpoint.pt"
     summary = {
-        "checkpoint": str(result.checkpoint),
+        "checkpoint": str(checkpoint_path),
         "model": model,
         "data": data,
         "num_parameters": result.num_parameters,
@@ -183,13 +195,46 @@ def train_command(
         **{k: last.get(k) for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")},
     }
     if as_json:
-        click.echo(json.dumps(summary, indent=1))
+        click.echo(json_text(summary))
     else:
+        click.echo(f"{describe_training(result, model, data)}\ncheckpoint: {checkpoint_path}")
+
+
+def train_settings(config: TrainConfig, resume: Path | None) -> dict[str, Any]:
+    """What a training run computes (where it runs, device and data folder, may change)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("device", "data_dir")}
+    settings["command"] = "train"
+    if resume is not None and resume.is_file():
+        settings["resume_sha256"] = file_digest(resume)
+    return settings
+
+
+def train_into(config: TrainConfig, folder: OutputFolder, *, resume: Path | None) -> TrainResult:
+    """Train with checkpoints in the staging folder; resume an interrupted run found there."""
+    staged = folder.path("checkpoint.pt")
+    if folder.resumed and staged.is_file():
+        epoch = int(read_checkpoint_dict(staged)["epoch"])
         click.echo(
-            f"{model} (P = {result.num_parameters:,}) on {data}: {result.epoch} epochs in "
-            f"{result.seconds:.1f} s; train loss {last.get('train_loss', float('nan')):.4f}"
-            f", acc {last.get('train_accuracy', float('nan')):.4f}; test loss "
-            f"{last.get('test_loss', float('nan')):.4f}, acc "
-            f"{last.get('test_accuracy', float('nan')):.4f}"
+            f"resuming the interrupted training in {folder.staging} after epoch {epoch} of "
+            f"{config.epochs}",
+            err=True,
         )
-        click.echo(f"checkpoint: {result.checkpoint}")
+        resume = staged
+    result = train(config, out=folder.staging, resume=resume, progress=True)
+    write_atomic(folder.path("history.json"), json_text(result.history))
+    return result
+
+
+def describe_training(result: TrainResult, model: str, data: str) -> str:
+    """One line: model, P, epochs, time, and the last epoch's losses (and accuracies)."""
+    last = result.history[-1] if result.history else {}
+
+    def metrics(split: str) -> str:
+        loss, acc = last.get(f"{split}_loss"), last.get(f"{split}_accuracy")
+        text = f"{split} loss " + ("–" if loss is None else f"{loss:.4f}")
+        return text if acc is None else f"{text}, acc {acc:.4f}"
+
+    return (
+        f"{model} (P = {result.num_parameters:,}) on {data}: {result.epoch} epochs in "
+        f"{result.seconds:.1f} s; {metrics('train')}; {metrics('test')}"
+    )

@@ -20,6 +20,7 @@ in, a frozen :class:`TrueVsEmpiricalResult` out (``save``/``load`` as JSON + NPZ
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -33,9 +34,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from curvscope._memory import format_bytes
+from curvscope._outputs import json_safe, json_text, write_atomic
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
-from curvscope.errors import InputError
+from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import split_half_noise
 from curvscope.operators import (
@@ -44,6 +47,8 @@ from curvscope.operators import (
     GradientCovarianceOperator,
     HessianOperator,
 )
+from curvscope.operators._engine import _available_memory as available_memory
+from curvscope.operators._params import select_parameters
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
 from curvscope.training import evaluate, load_checkpoint, loss_function
@@ -53,6 +58,7 @@ __all__ = [
     "TrueVsEmpiricalConfig",
     "TrueVsEmpiricalResult",
     "make_operator",
+    "preflight",
     "summarize_density",
     "theorem1_comparison",
     "true_vs_empirical",
@@ -221,7 +227,7 @@ class TrueVsEmpiricalResult:
     # ------------------------------------------------------------------ derived views
     def summary(self) -> dict[str, Any]:
         """The headline numbers (what ``summary.json`` holds and ``--json`` prints)."""
-        return _jsonable(
+        return json_safe(
             {
                 "matrix": self.config["matrix"],
                 "model": self.model.get("name"),
@@ -260,8 +266,10 @@ class TrueVsEmpiricalResult:
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "spectra"
         }
         payload = {"class": type(self).__name__, "fields": fields, "spectra": spectra_meta}
-        stem.with_suffix(".json").write_text(json.dumps(_jsonable(payload), indent=1))
-        np.savez(stem.with_suffix(".npz"), **arrays)
+        write_atomic(stem.with_suffix(".json"), json_text(payload))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(stem.with_suffix(".npz"), buffer.getvalue())
         return stem
 
     @classmethod
@@ -289,20 +297,6 @@ class TrueVsEmpiricalResult:
                 }
                 spectra[name] = SpectralDensity(**meta, **arrays)
         return cls(**payload["fields"], spectra=spectra)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def theorem1_comparison(
@@ -386,8 +380,61 @@ def theorem1_comparison(
     return out
 
 
+def _check_finite_weights(model: torch.nn.Module, where: str) -> None:
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteError(
+                f"the weights of {where} are not finite ({name} holds NaN or inf); the "
+                "curvature is undefined there: use a checkpoint from before training diverged"
+            )
+
+
+def _check_finite_loss(loss: float, name: str, where: str, dtype: torch.dtype) -> None:
+    # A loss beyond float range (or one so large that its curvature underflows to exactly 0,
+    # as with logits of 1e20) gives no usable spectrum: a saturated softmax has H = 0 there.
+    if not math.isfinite(loss) or loss > torch.finfo(dtype).max / 1e6:
+        raise NonFiniteError(
+            f"the loss of {where} on the {name} set is {loss:.4g}, beyond what {dtype} "
+            "resolves; its curvature would be meaningless (overflow or a saturated softmax "
+            "with exactly zero Hessian). Check the checkpoint's weights (did training diverge?)"
+        )
+
+
+def preflight(
+    config: TrueVsEmpiricalConfig, model: torch.nn.Module, train_set: TensorDataset
+) -> int:
+    """Refuse, before any work, what :func:`true_vs_empirical` could not finish.
+
+    Checks that the data has an augmentation family (the augmented set needs one) and that the
+    Lanczos basis, ``num_probes * (num_steps + 1) * P`` numbers per set (the sets run one after
+    the other), fits in the memory available on the device. Returns its size in bytes.
+
+    Raises:
+        InputError: data without an augmentation family (e.g. blobs, random).
+        MemoryLimitError: the basis would not fit; the message gives both numbers.
+    """
+    AugmentedViews(train_set, views=config.views, seed=config.seed)
+    layout, _ = select_parameters(model, config.params)
+    size = layout.size
+    itemsize = torch.empty((), dtype=getattr(torch, config.dtype)).element_size()
+    need = config.num_probes * (min(config.num_steps, size) + 1) * size * itemsize
+    available = available_memory(torch.device(config.device))
+    if need > available:
+        raise MemoryLimitError(
+            f"the Lanczos basis of {config.num_probes} probes x {config.num_steps + 1} vectors "
+            f"x P = {size:,} parameters needs {format_bytes(need)}, but {format_bytes(available)} "
+            f"is available on {config.device}; lower --probes or --steps, or select fewer "
+            "parameters with --params"
+        )
+    return need
+
+
 def true_vs_empirical(
-    config: TrueVsEmpiricalConfig, *, progress: bool = False
+    config: TrueVsEmpiricalConfig,
+    *,
+    progress: bool = False,
+    state_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 10,
 ) -> TrueVsEmpiricalResult:
     """Empirical, augmented ("True") and test spectra of a checkpoint's model (paper 000).
 
@@ -400,12 +447,21 @@ def true_vs_empirical(
     Args:
         config: the comparison.
         progress: show progress bars (Lanczos steps, noise estimate) on stderr.
+        state_dir: a folder for resumable state: each SLQ run checkpoints its Lanczos state
+            there every ``checkpoint_every`` steps, and each finished noise estimate is saved,
+            so a rerun with the same ``state_dir`` resumes where an interrupted one stopped and
+            returns the same result. The Lanczos checkpoints refuse other weights or data.
+        checkpoint_every: Lanczos steps between checkpoints (with ``state_dir``).
 
     Raises:
         InputError: a missing or foreign checkpoint, a checkpoint of another model, missing data,
             or data without an augmentation family.
+        NonFiniteError: the weights, a loss or a product are NaN or infinite.
     """
     start = time.perf_counter()
+    state = Path(state_dir) if state_dir is not None else None
+    if state is not None:
+        state.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
     tc = ckpt.config
@@ -416,9 +472,11 @@ def true_vs_empirical(
     }
     train_set: TensorDataset = load_dataset(tc.data, "train", **kwargs)
     test_set = load_dataset(tc.data, "test", **kwargs) if config.compare_test else None
+    preflight(config, ckpt.model, train_set)
     augmented = AugmentedViews(train_set, views=config.views, seed=config.seed)
     loss_fn = loss_function(tc, train_set)
     model = ckpt.model
+    _check_finite_weights(model, f"checkpoint {config.checkpoint!r}")
     model_dtype = next(model.parameters()).dtype
     op_dtype = getattr(torch, config.dtype)
     bs = config.batch_size
@@ -434,6 +492,7 @@ def true_vs_empirical(
         loss, acc = evaluate(
             model, ds, loss_fn, batch_size=bs, device=config.device, dtype=model_dtype
         )
+        _check_finite_loss(loss, name, f"checkpoint {config.checkpoint!r}", model_dtype)
         op = make_operator(
             config.matrix,
             model,
@@ -455,6 +514,8 @@ def true_vs_empirical(
             num_probes=config.num_probes,
             seed=config.seed,
             progress=progress,
+            checkpoint=None if state is None else state / f"lanczos_{name}.pt",
+            checkpoint_every=checkpoint_every,
         )
         spectra[name] = density
         summaries[name] = {
@@ -469,6 +530,14 @@ def true_vs_empirical(
     if config.noise_probes:
         tick = time.perf_counter()
         for name in ("empirical", "augmented"):
+            saved = None if state is None else state / f"noise_{name}.json"
+            if saved is not None and saved.is_file():
+                # Floats as hex strings: exact, and NaN-safe in strict JSON.
+                noise[name] = {
+                    k: float.fromhex(v) if isinstance(v, str) else v
+                    for k, v in json.loads(saved.read_text()).items()
+                }
+                continue
             half_a, half_b = split_halves(sets[name], seed=config.seed, batch_size=bs)
             ops = [
                 make_operator(
@@ -485,6 +554,9 @@ def true_vs_empirical(
                 seed=config.seed + 1,
             )
             noise[name] = estimate.to_dict()
+            if saved is not None:
+                exact = {k: v.hex() if isinstance(v, float) else v for k, v in noise[name].items()}
+                write_atomic(saved, json_text(exact))
             if progress:
                 tqdm.write(
                     f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}",

@@ -9,11 +9,11 @@ recompute them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from curvscope._outputs import json_text
 from curvscope.experiments import TrueVsEmpiricalResult
 from curvscope.report.figures import FIGURE_NAMES, build_figures, render_figures
 from curvscope.report.html import render_html
@@ -29,7 +29,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     summary = out / "summary.json"
-    summary.write_text(json.dumps(result.summary(), indent=1, allow_nan=True))
+    summary.write_text(json_text(result.summary()))  # strict JSON: NaN/inf -> null
     paths["summary"] = summary
     stem = result.save(out / "result")
     paths["result_json"], paths["result_npz"] = stem.with_suffix(".json"), stem.with_suffix(".npz")

@@ -62,7 +62,7 @@ def _encode(obj: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
         items = [_encode(v, f"{prefix}{i}.", arrays) for i, v in enumerate(obj)]
         return {"__tuple__": items} if isinstance(obj, tuple) else items
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
+        return _encode(obj.item(), prefix, arrays)
     if isinstance(obj, float) and not np.isfinite(obj):
         return {"__float__": repr(obj)}
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -100,7 +100,7 @@ def save(result: Any, path: str | Path) -> tuple[Path, Path]:
     arrays: dict[str, np.ndarray] = {}
     payload = _encode(result, "", arrays)
     json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    json_path.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    json_path.write_text(json.dumps(payload, indent=1, sort_keys=True, allow_nan=False))
     np.savez(npz_path, **arrays)
     return json_path, npz_path
 

@@ -9,13 +9,16 @@ Loading checks the class name so that a ``TraceEstimate`` file is never read as 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from curvscope._outputs import json_safe, write_atomic
 from curvscope._version import __version__
 from curvscope.errors import InputError
 
@@ -27,16 +30,6 @@ _T = TypeVar("_T", bound="SavableResult")
 def _stem(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".json", ".npz") else path
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    return value
 
 
 class SavableResult:
@@ -63,19 +56,20 @@ class SavableResult:
             elif value is None and "ndarray" in str(field.type):
                 none_arrays.append(field.name)
             else:
-                scalars[field.name] = _to_json(value)
+                scalars[field.name] = value
         meta = {
             "class": type(self).__name__,
             "curvscope_version": __version__,
             "none_arrays": none_arrays,
             "fields": scalars,
         }
-        tmp = stem.with_name(stem.name + ".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp, stem.with_suffix(".json"))
-        with open(stem.with_name(stem.name + ".npz.tmp"), "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(stem.with_name(stem.name + ".npz.tmp"), stem.with_suffix(".npz"))
+        # Strict JSON: a NaN or infinite float is written as null (read back as NaN by load).
+        write_atomic(
+            stem.with_suffix(".json"), json.dumps(json_safe(meta), indent=2, sort_keys=True)
+        )
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(stem.with_suffix(".npz"), buffer.getvalue())
         return stem
 
     @classmethod
@@ -101,6 +95,8 @@ class SavableResult:
             for name in data.files:
                 kwargs[name] = data[name]
         for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if kwargs.get(field.name, 0) is None and str(field.type) == "float":
+                kwargs[field.name] = math.nan
             if isinstance(kwargs.get(field.name), list) and "tuple" in str(field.type):
                 kwargs[field.name] = tuple(kwargs[field.name])
         return cls(**kwargs)

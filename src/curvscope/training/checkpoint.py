@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvscope._outputs import temporary_name
 from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.models import ModelSpec, count_parameters
@@ -73,9 +74,12 @@ def save_checkpoint(
         "epoch": epoch,
         "history": [dict(h) for h in history],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    tmp = temporary_name(path)  # unique: two writers never share a temporary file
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ class TrainResult:
     model: nn.Module
     spec: ModelSpec
     config: TrainConfig
-    history: list[dict[str, float]]
+    history: list[dict[str, float | None]]
     epoch: int
     num_parameters: int
     checkpoint: Path | None
@@ -67,8 +66,8 @@ def evaluate(
     batch_size: int = 1000,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for regression) over a dataset, in eval mode."""
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy over a dataset, in eval mode (accuracy ``None`` for regression)."""
     was_training = model.training
     model.eval()
     total, correct, n = 0.0, 0, len(dataset)
@@ -80,7 +79,7 @@ def evaluate(
         if dataset.task == "classification":
             correct += int((out.argmax(dim=1) == y).sum())
     model.train(was_training)
-    accuracy = correct / n if dataset.task == "classification" else math.nan
+    accuracy = correct / n if dataset.task == "classification" else None
     return total / n, accuracy
 
 
@@ -146,7 +145,7 @@ def train(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | None]] = []
     epoch = 0
     if resume is not None:
         payload = read_checkpoint_dict(resume, map_location=str(device))
@@ -244,7 +243,11 @@ def train(
                     "seconds": time.perf_counter() - t0,
                 }
             )
-            bar.set_postfix(epoch=epoch, train_loss=f"{tr_loss:.3g}", test_acc=f"{te_acc:.3f}")
+            bar.set_postfix(
+                epoch=epoch,
+                train_loss=f"{tr_loss:.3g}",
+                **({} if te_acc is None else {"test_acc": f"{te_acc:.3f}"}),
+            )
             if out is not None:
                 checkpoint = save_checkpoint(
                     Path(out) / "checkpoint.pt",
@@ -257,6 +260,21 @@ def train(
                 )
     finally:
         bar.close()
+    if checkpoint is None and out is not None and resume is not None and epoch > 0:
+        # Nothing was left to train: the resumed checkpoint is the result; keep it in ``out``.
+        target = Path(out) / "checkpoint.pt"
+        if not target.exists() or not target.samefile(resume):
+            checkpoint = save_checkpoint(
+                target,
+                model=model,
+                spec=spec,
+                config=config,
+                optimizer=optimizer,
+                epoch=epoch,
+                history=history,
+            )
+        else:
+            checkpoint = target
     model.eval()
     return TrainResult(
         model=model,
