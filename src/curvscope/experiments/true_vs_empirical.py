@@ -389,14 +389,28 @@ def _check_finite_weights(model: torch.nn.Module, where: str) -> None:
             )
 
 
-def _check_finite_loss(loss: float, name: str, where: str, dtype: torch.dtype) -> None:
-    # A loss beyond float range (or one so large that its curvature underflows to exactly 0,
-    # as with logits of 1e20) gives no usable spectrum: a saturated softmax has H = 0 there.
-    if not math.isfinite(loss) or loss > torch.finfo(dtype).max / 1e6:
+def _check_finite_loss(
+    loss: float, name: str, where: str, dtype: torch.dtype, *, classification: bool
+) -> None:
+    """Refuse a state whose curvature the dtype cannot represent.
+
+    A non-finite loss has no curvature. A loss past sqrt(max) overflows the products (they
+    square the scale). A mean cross-entropy past -log(tiny) means softmax probabilities below
+    the smallest normal number: their curvature p(1 - p) underflows to exactly 0, so the
+    spectrum would be a spike at 0 that says nothing about the network (weights x 1e20 do
+    this). 87 in float32, 708 in float64; chance level is log(classes), a few units.
+    """
+    info = torch.finfo(dtype)
+    saturated = classification and loss > -math.log(info.tiny)
+    if not math.isfinite(loss) or loss > math.sqrt(info.max) or saturated:
+        why = (
+            "the softmax is saturated, so the curvature underflows to exactly zero"
+            if saturated and math.isfinite(loss)
+            else f"beyond what {dtype} resolves (the products would overflow)"
+        )
         raise NonFiniteError(
-            f"the loss of {where} on the {name} set is {loss:.4g}, beyond what {dtype} "
-            "resolves; its curvature would be meaningless (overflow or a saturated softmax "
-            "with exactly zero Hessian). Check the checkpoint's weights (did training diverge?)"
+            f"the loss of {where} on the {name} set is {loss:.4g}: {why}. Check the "
+            "checkpoint's weights (did training diverge?) or use --dtype float64"
         )
 
 
@@ -492,7 +506,13 @@ def true_vs_empirical(
         loss, acc = evaluate(
             model, ds, loss_fn, batch_size=bs, device=config.device, dtype=model_dtype
         )
-        _check_finite_loss(loss, name, f"checkpoint {config.checkpoint!r}", model_dtype)
+        _check_finite_loss(
+            loss,
+            name,
+            f"checkpoint {config.checkpoint!r}",
+            op_dtype,
+            classification=ds.task == "classification",
+        )
         op = make_operator(
             config.matrix,
             model,
