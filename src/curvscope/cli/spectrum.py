@@ -222,10 +222,12 @@ def run_study(
     help="Also compute the spectrum over the test set ('none' skips it).",
 )
 @click.option(
+    "--expect-model",
     "--model",
     "expected_model",
     default=None,
-    help="Refuse a checkpoint that does not hold this model (e.g. mlp, preresnet110).",
+    help="Refuse a checkpoint that does not hold this model (e.g. mlp, preresnet110); the "
+    "model itself always comes from the checkpoint.",
 )
 @click.option(
     "--data-dir",
