@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from curvscope.errors import InputError, NonDeterministicError, NonFiniteError
+from curvscope.operators.base import digest
 
 __all__ = ["Batch", "BatchSource"]
 
@@ -147,6 +148,15 @@ class BatchSource:
                 continue
             yield batch
             index += 1
+
+    def digest(self) -> str:
+        """Hex digest of the exact bytes of every validated batch, in order (one reading pass)."""
+        items: list[Any] = []
+        for batch in self.batches():
+            items += [batch.index, batch.inputs, batch.targets]
+        if not items:
+            raise self._empty_error()
+        return digest(items)
 
     # ------------------------------------------------------------------ determinism
     def _fingerprint(self, batch: Batch) -> tuple[int, float]:

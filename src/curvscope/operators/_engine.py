@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from curvscope._memory import format_bytes, parse_bytes
+from curvscope._memory import available_memory, format_bytes, parse_bytes
 from curvscope.errors import (
     EngineVerificationError,
     InputError,
@@ -31,7 +31,7 @@ from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
-from curvscope.operators.base import SymmetricOperator
+from curvscope.operators.base import SymmetricOperator, digest
 
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
 
@@ -74,17 +74,7 @@ class CacheInfo:
 
 
 def _available_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
+    return available_memory(device)
 
 
 class CurvatureOperator(SymmetricOperator):
@@ -219,6 +209,39 @@ class CurvatureOperator(SymmetricOperator):
             self._set_num_data(local)
         assert self._num_data is not None
         return self._num_data
+
+    def fingerprint(self) -> dict[str, str]:
+        """Digests of the operator kind and options, the snapshotted weights, and the data.
+
+        ``"operator"``: class, loss (kind, label smoothing), dtype, selected parameter names,
+        ``train_mode`` and subclass options (e.g. the Fisher's ``mc_samples`` and ``seed``).
+        ``"weights"``: exact bytes of the selected and fixed parameters and the buffers
+        (BatchNorm statistics) as snapshotted at construction. ``"data"``: exact bytes of every
+        validated batch, in order. **Cost**: the data digest is one pass over the data that only
+        reads it (no model evaluation; batches on a GPU are copied to the host to be hashed),
+        cheaper than one product; call it once per computation, not per product.
+        """
+        options = {
+            "class": type(self).__name__,
+            "loss": (self.loss.kind, type(self.loss.fn).__name__, self.loss.label_smoothing),
+            "dtype": str(self._dtype),
+            "params": self.layout.names,
+            "train_mode": self.train_mode,
+            **self._fingerprint_options(),
+        }
+        weights: list[Any] = []
+        for group in (dict(zip(self.layout.names, self.params)), self._fixed, self._buffers):
+            for name in sorted(group):
+                weights += [name, group[name]]
+        return {
+            "operator": digest(sorted(options.items())),
+            "weights": digest(weights),
+            "data": self.source.digest(),
+        }
+
+    def _fingerprint_options(self) -> dict[str, Any]:
+        """Subclass options that change the matrix (for :meth:`fingerprint`)."""
+        return {}
 
     # ------------------------------------------------------------------ model evaluation
     def model_fn(self, inputs: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:

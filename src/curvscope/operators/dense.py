@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from curvscope.errors import InputError
-from curvscope.operators.base import SymmetricOperator
+from curvscope.operators.base import SymmetricOperator, digest
 
 __all__ = ["DenseOperator"]
 
@@ -73,6 +73,13 @@ class DenseOperator(SymmetricOperator):
 
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:
         return self.matrix @ block
+
+    def fingerprint(self) -> dict[str, str]:
+        """``"operator"`` (kind, shape, dtype) and ``"matrix"`` (its exact bytes; one read)."""
+        return {
+            "operator": digest(["DenseOperator", self.shape, str(self.dtype)]),
+            "matrix": digest([self.matrix]),
+        }
 
     def to_dense(self, **_: object) -> torch.Tensor:
         """The wrapped matrix itself (a copy)."""
