@@ -31,7 +31,7 @@ from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
-from curvscope.operators.base import SymmetricOperator, digest
+from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
 
@@ -90,7 +90,8 @@ class CurvatureOperator(SymmetricOperator):
         params: ``None`` (all trainable parameters) or names / glob patterns selecting a subset.
         num_data: the number of samples N, if known; checked against the count of the first pass.
         dtype: the dtype of products (default: the parameters' dtype, usually float32);
-            ``torch.float64`` runs the model in float64 on copies of its weights.
+            ``torch.float64`` (or ``"float64"``) runs the model in float64 on copies of its
+            weights.
         batch_size: split size when ``data`` is a single pair of tensors.
         check_deterministic: check that data and model do not change between passes (one extra
             small-batch pass at the first product, then a cheap fingerprint of every batch).
@@ -115,7 +116,7 @@ class CurvatureOperator(SymmetricOperator):
         *,
         params: str | Sequence[str] | None = None,
         num_data: int | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
         check_deterministic: bool = True,
         verify: bool = True,
@@ -140,9 +141,12 @@ class CurvatureOperator(SymmetricOperator):
                 f"{sorted(map(str, dtypes))}); move the model with model.to(device, dtype) first"
             )
         self._device = devices.pop()
-        self._dtype = dtype or dtypes.pop()
+        self._dtype = as_dtype(dtype) or dtypes.pop()
         if not self._dtype.is_floating_point:
-            raise InputError(f"dtype must be a floating dtype, got {self._dtype}")
+            raise InputError(
+                f"the selected parameters are {self._dtype}, not floating; pass a floating "
+                "dtype=torch.float64 or convert the model"
+            )
         with torch.no_grad():
             self.params: tuple[torch.Tensor, ...] = tuple(
                 p.detach().to(self._dtype).clone() for p in selected
@@ -446,6 +450,10 @@ class CurvatureOperator(SymmetricOperator):
                 batches: Iterator[Batch] = (
                     self._cache[i].extras["batch"] for i in range(len(self._cache))
                 )
+                if self.check_deterministic:
+                    # The cached batch shares storage with the user's tensors when no copy was
+                    # needed: an in-place change of the data must raise, as without a cache.
+                    batches = self.source.checked(batches)
             else:
                 batches = self._batches()
             num_batches = 0

@@ -20,10 +20,32 @@ import torch
 from curvscope._memory import format_bytes, parse_bytes
 from curvscope.errors import InputError, MemoryLimitError
 
-__all__ = ["DEFAULT_DENSE_LIMIT", "SymmetricOperator", "digest"]
+__all__ = ["DEFAULT_DENSE_LIMIT", "SymmetricOperator", "as_dtype", "digest"]
 
 #: Default memory limit of :meth:`SymmetricOperator.to_dense` (raise it with ``max_memory=``).
 DEFAULT_DENSE_LIMIT = 2 * 2**30
+
+
+def as_dtype(dtype: Any, *, name: str = "dtype") -> torch.dtype | None:
+    """``None``, a floating ``torch.dtype``, its name (``"float64"``, ``"torch.float32"``) or a
+    numpy floating dtype, as a ``torch.dtype``; anything else raises :class:`InputError`."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        result = dtype
+    elif isinstance(dtype, str):
+        result = getattr(torch, dtype.strip().removeprefix("torch."), None)
+    else:
+        try:
+            result = torch.from_numpy(np.empty(0, dtype=np.dtype(dtype))).dtype
+        except (TypeError, ValueError):
+            result = None
+    if result is not None and (not isinstance(result, torch.dtype) or not result.is_floating_point):
+        result = None
+    if result is None and dtype is not None:
+        raise InputError(
+            f"{name} must be a floating torch dtype such as torch.float64, or its name "
+            f"('float32', 'float64'); got {dtype!r}"
+        )
+    return result
 
 
 def digest(items: Iterable[Any]) -> str:
