@@ -1,4 +1,4 @@
-"""Child process of test_reliability_lanczos_kill: a slow SLQ run with a checkpoint after every step.
+"""Child process of test_reliability_core_lanczos_kill: a slow SLQ run with a checkpoint after every step.
 
 Usage: ``python _slow_lanczos_child.py CHECKPOINT DELAY_SECONDS``. The parent kills it with SIGKILL.
 """
