@@ -1,10 +1,12 @@
-"""Human-readable byte sizes, shared by memory guards and reports."""
+"""Human-readable byte sizes and the memory a device has free, shared by memory guards and reports."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["format_bytes", "parse_bytes"]
+import torch
+
+__all__ = ["available_memory", "format_bytes", "parse_bytes"]
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -30,3 +32,23 @@ def parse_bytes(value: int | float | str) -> int:
             f"could not read the memory size {value!r}; write it like 4096, '512MB' or '2GiB'"
         )
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def available_memory(device: torch.device | str) -> int:
+    """Bytes free for new allocations on ``device``.
+
+    CUDA: ``torch.cuda.mem_get_info``; CPU: ``MemAvailable`` of ``/proc/meminfo`` (4 GiB where
+    it cannot be read, e.g. off Linux).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30

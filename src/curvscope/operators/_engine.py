@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from curvscope._memory import format_bytes, parse_bytes
+from curvscope._memory import available_memory, format_bytes, parse_bytes
 from curvscope.errors import (
     EngineVerificationError,
     InputError,
@@ -31,7 +31,7 @@ from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
-from curvscope.operators.base import SymmetricOperator
+from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
 
@@ -74,17 +74,7 @@ class CacheInfo:
 
 
 def _available_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
+    return available_memory(device)
 
 
 class CurvatureOperator(SymmetricOperator):
@@ -100,7 +90,8 @@ class CurvatureOperator(SymmetricOperator):
         params: ``None`` (all trainable parameters) or names / glob patterns selecting a subset.
         num_data: the number of samples N, if known; checked against the count of the first pass.
         dtype: the dtype of products (default: the parameters' dtype, usually float32);
-            ``torch.float64`` runs the model in float64 on copies of its weights.
+            ``torch.float64`` (or ``"float64"``) runs the model in float64 on copies of its
+            weights.
         batch_size: split size when ``data`` is a single pair of tensors.
         check_deterministic: check that data and model do not change between passes (one extra
             small-batch pass at the first product, then a cheap fingerprint of every batch).
@@ -125,7 +116,7 @@ class CurvatureOperator(SymmetricOperator):
         *,
         params: str | Sequence[str] | None = None,
         num_data: int | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
         check_deterministic: bool = True,
         verify: bool = True,
@@ -150,9 +141,12 @@ class CurvatureOperator(SymmetricOperator):
                 f"{sorted(map(str, dtypes))}); move the model with model.to(device, dtype) first"
             )
         self._device = devices.pop()
-        self._dtype = dtype or dtypes.pop()
+        self._dtype = as_dtype(dtype) or dtypes.pop()
         if not self._dtype.is_floating_point:
-            raise InputError(f"dtype must be a floating dtype, got {self._dtype}")
+            raise InputError(
+                f"the selected parameters are {self._dtype}, not floating; pass a floating "
+                "dtype=torch.float64 or convert the model"
+            )
         with torch.no_grad():
             self.params: tuple[torch.Tensor, ...] = tuple(
                 p.detach().to(self._dtype).clone() for p in selected
@@ -219,6 +213,39 @@ class CurvatureOperator(SymmetricOperator):
             self._set_num_data(local)
         assert self._num_data is not None
         return self._num_data
+
+    def fingerprint(self) -> dict[str, str]:
+        """Digests of the operator kind and options, the snapshotted weights, and the data.
+
+        ``"operator"``: class, loss (kind, label smoothing), dtype, selected parameter names,
+        ``train_mode`` and subclass options (e.g. the Fisher's ``mc_samples`` and ``seed``).
+        ``"weights"``: exact bytes of the selected and fixed parameters and the buffers
+        (BatchNorm statistics) as snapshotted at construction. ``"data"``: exact bytes of every
+        validated batch, in order. **Cost**: the data digest is one pass over the data that only
+        reads it (no model evaluation; batches on a GPU are copied to the host to be hashed),
+        cheaper than one product; call it once per computation, not per product.
+        """
+        options = {
+            "class": type(self).__name__,
+            "loss": (self.loss.kind, type(self.loss.fn).__name__, self.loss.label_smoothing),
+            "dtype": str(self._dtype),
+            "params": self.layout.names,
+            "train_mode": self.train_mode,
+            **self._fingerprint_options(),
+        }
+        weights: list[Any] = []
+        for group in (dict(zip(self.layout.names, self.params)), self._fixed, self._buffers):
+            for name in sorted(group):
+                weights += [name, group[name]]
+        return {
+            "operator": digest(sorted(options.items())),
+            "weights": digest(weights),
+            "data": self.source.digest(),
+        }
+
+    def _fingerprint_options(self) -> dict[str, Any]:
+        """Subclass options that change the matrix (for :meth:`fingerprint`)."""
+        return {}
 
     # ------------------------------------------------------------------ model evaluation
     def model_fn(self, inputs: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
@@ -423,6 +450,10 @@ class CurvatureOperator(SymmetricOperator):
                 batches: Iterator[Batch] = (
                     self._cache[i].extras["batch"] for i in range(len(self._cache))
                 )
+                if self.check_deterministic:
+                    # The cached batch shares storage with the user's tensors when no copy was
+                    # needed: an in-place change of the data must raise, as without a cache.
+                    batches = self.source.checked(batches)
             else:
                 batches = self._batches()
             num_batches = 0

@@ -9,6 +9,8 @@ and :meth:`SymmetricOperator.to_dense` for small P, guarded by a memory limit.
 from __future__ import annotations
 
 import abc
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,49 @@ import torch
 from curvscope._memory import format_bytes, parse_bytes
 from curvscope.errors import InputError, MemoryLimitError
 
-__all__ = ["DEFAULT_DENSE_LIMIT", "SymmetricOperator"]
+__all__ = ["DEFAULT_DENSE_LIMIT", "SymmetricOperator", "as_dtype", "digest"]
 
 #: Default memory limit of :meth:`SymmetricOperator.to_dense` (raise it with ``max_memory=``).
 DEFAULT_DENSE_LIMIT = 2 * 2**30
+
+
+def as_dtype(dtype: Any, *, name: str = "dtype") -> torch.dtype | None:
+    """``None``, a floating ``torch.dtype``, its name (``"float64"``, ``"torch.float32"``) or a
+    numpy floating dtype, as a ``torch.dtype``; anything else raises :class:`InputError`."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        result = dtype
+    elif isinstance(dtype, str):
+        result = getattr(torch, dtype.strip().removeprefix("torch."), None)
+    else:
+        try:
+            result = torch.from_numpy(np.empty(0, dtype=np.dtype(dtype))).dtype
+        except (TypeError, ValueError):
+            result = None
+    if result is not None and (not isinstance(result, torch.dtype) or not result.is_floating_point):
+        result = None
+    if result is None and dtype is not None:
+        raise InputError(
+            f"{name} must be a floating torch dtype such as torch.float64, or its name "
+            f"('float32', 'float64'); got {dtype!r}"
+        )
+    return result
+
+
+def digest(items: Iterable[Any]) -> str:
+    """A short hex digest (16 hex digits of SHA-256) of strings and tensors, order-aware.
+
+    Tensors contribute their dtype, shape and exact bytes (copied to the CPU), so equal digests
+    mean bitwise-equal tensors, whatever device they live on.
+    """
+    hasher = hashlib.sha256()
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            t = item.detach().cpu().contiguous().reshape(-1)
+            hasher.update(f"tensor {t.dtype} {tuple(item.shape)};".encode())
+            hasher.update(memoryview(t.view(torch.uint8).numpy()))
+        else:
+            hasher.update(f"{type(item).__name__} {item!r};".encode())
+    return hasher.hexdigest()[:16]
 
 
 class SymmetricOperator(abc.ABC):
@@ -49,6 +90,17 @@ class SymmetricOperator(abc.ABC):
     @abc.abstractmethod
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:
         """Return ``M @ block`` for a validated ``(P, k)`` block."""
+
+    def fingerprint(self) -> dict[str, str] | None:
+        """Short hex digests of what defines the matrix, one per ingredient, or ``None``.
+
+        Checkpointed computations (``lanczos(..., checkpoint=...)``) store it and refuse to
+        resume on an operator whose fingerprint differs, naming the differing key. Keys used by
+        curvscope: ``"operator"`` (kind and options), ``"weights"``, ``"data"``, ``"matrix"``.
+        ``None`` (the default for operators that cannot describe themselves) makes those
+        callers compare the product with a fixed seeded probe instead.
+        """
+        return None
 
     # ------------------------------------------------------------------ products
     def __matmul__(self, other: Any) -> Any:

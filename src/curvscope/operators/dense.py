@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from curvscope.errors import InputError
-from curvscope.operators.base import SymmetricOperator
+from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 
 __all__ = ["DenseOperator"]
 
@@ -16,7 +16,8 @@ class DenseOperator(SymmetricOperator):
 
     Args:
         matrix: a square symmetric ``torch.Tensor`` or ``numpy.ndarray``.
-        dtype: cast to this dtype (default: the matrix's own floating dtype).
+        dtype: cast to this dtype, a ``torch.dtype`` or its name such as ``"float64"``
+            (default: the matrix's own floating dtype).
         device: move to this device (default: where the matrix is).
         symmetry_tol: relative tolerance of the symmetry check
             ``max|A - A^T| <= symmetry_tol * max|A|``; ``None`` skips the check.
@@ -32,10 +33,11 @@ class DenseOperator(SymmetricOperator):
         self,
         matrix: torch.Tensor | np.ndarray,
         *,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
         symmetry_tol: float | None = 1e-6,
     ) -> None:
+        dtype = as_dtype(dtype)
         tensor = torch.as_tensor(matrix)
         if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1]:
             raise InputError(
@@ -73,6 +75,13 @@ class DenseOperator(SymmetricOperator):
 
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:
         return self.matrix @ block
+
+    def fingerprint(self) -> dict[str, str]:
+        """``"operator"`` (kind, shape, dtype) and ``"matrix"`` (its exact bytes; one read)."""
+        return {
+            "operator": digest(["DenseOperator", self.shape, str(self.dtype)]),
+            "matrix": digest([self.matrix]),
+        }
 
     def to_dense(self, **_: object) -> torch.Tensor:
         """The wrapped matrix itself (a copy)."""

@@ -82,6 +82,9 @@ class FisherOperator(OutputSpaceOperator):
         self.mc_samples = mc_samples
         self.seed = seed
 
+    def _fingerprint_options(self) -> dict[str, Any]:
+        return {"mc_samples": self.mc_samples, "seed": self.seed}
+
     def _generator(self, index: int) -> torch.Generator:
         rank = (
             torch.distributed.get_rank()

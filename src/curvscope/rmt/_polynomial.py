@@ -78,8 +78,16 @@ class PolynomialLaw(SpectralLaw):
     @cached_property
     def _edges(self) -> tuple[tuple[float, float], ...]:
         lo, hi = self._scan_bounds()
-        # a scan offset by an irrational fraction of the step avoids landing on x = 0
-        xs = np.linspace(lo, hi, 20001) + 0.318309886 * (hi - lo) / 20000
+        # A uniform scan offset by an irrational fraction of the step (never lands on x = 0),
+        # merged with a geometric scan of both sides of 0: a uniform step alone is
+        # (hi - lo) / 20000 and misses narrow pieces of support far smaller than the scan range,
+        # such as the bump that H1 makes of H0's atom at 0 when phi >> 1 (at phi = 1e5 the bump
+        # is ~1 wide and the range ~1e5). The geometric scan resolves any piece of support whose
+        # width is more than ~1% of its distance from 0, down to 1e-9 of the range.
+        span = hi - lo
+        uniform = np.linspace(lo, hi, 20001) + 0.318309886 * span / 20000
+        ladder = np.geomspace(1e-9 * span, span, 4001) * (1 + 0.318309886e-3)
+        xs = np.unique(np.concatenate([uniform, -ladder[ladder < -lo], ladder[ladder < hi]]))
         on = self._has_pair(xs)
         flips = np.nonzero(on[1:] != on[:-1])[0]
         a, b = xs[flips], xs[flips + 1]

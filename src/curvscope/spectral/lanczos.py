@@ -18,6 +18,7 @@ All ``num_probes`` probes advance together, so each step costs one block product
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +28,24 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from curvscope._memory import available_memory, format_bytes
 from curvscope._version import __version__
-from curvscope.errors import InputError, NonFiniteError
+from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
 
 __all__ = ["LanczosResult", "lanczos", "ritz_pairs"]
 
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_FORMAT = 2  # 2: adds the operator fingerprint
+_FINGERPRINT_PROBE_SEED = 0x5EED
+_WHAT_DIFFERS = {
+    "operator": "a different operator (kind or options)",
+    "weights": "different weights",
+    "data": "different data",
+    "matrix": "a different matrix",
+}
+_FRESH_START = "delete the file or pass a new checkpoint path to start afresh"
 
 
 def ritz_pairs(
@@ -124,9 +134,119 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # A unique temporary name: two processes writing the same checkpoint never share a file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fingerprint_probe_product(op: Any) -> torch.Tensor:
+    """``op @ v`` for a fixed seeded Gaussian probe: the identity of an operator that has no
+    :meth:`~curvscope.operators.base.SymmetricOperator.fingerprint` (one extra product)."""
+    gen = torch.Generator().manual_seed(_FINGERPRINT_PROBE_SEED)
+    probe = torch.randn(op.shape[0], generator=gen, dtype=torch.float64)
+    return (op @ probe.to(dtype=op.dtype, device=op.device)).double().cpu()
+
+
+def _identity(op: Any) -> dict[str, Any]:
+    fingerprint = op.fingerprint()
+    if fingerprint is not None:
+        return {"fingerprint": dict(fingerprint), "probe_product": None}
+    return {"fingerprint": None, "probe_product": _fingerprint_probe_product(op)}
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise InputError(
+            f"checkpoint {path} is a folder; pass the path of a file inside it "
+            f"(e.g. {path / 'lanczos.pt'})"
+        )
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # truncated, random bytes, another pickle: all unreadable
+        raise InputError(
+            f"checkpoint {path} could not be read as a curvscope Lanczos checkpoint "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
+            f"it is corrupt, truncated or another kind of file: {_FRESH_START}"
+        ) from None
+    required = {"format", "done", "alphas", "betas", "steps", "breakdown", "basis", "generator"}
+    if not isinstance(state, dict) or not required <= set(state):
+        raise InputError(
+            f"checkpoint {path} is not a curvscope Lanczos checkpoint (a readable file of another "
+            f"kind); {_FRESH_START}"
+        )
+    if state["format"] != _CHECKPOINT_FORMAT:
+        raise InputError(
+            f"checkpoint {path} has format {state['format']!r}, this curvscope version reads "
+            f"format {_CHECKPOINT_FORMAT} (it records what the run was computed on); "
+            f"{_FRESH_START}"
+        )
+    return state
+
+
+def _check_same_inputs(
+    path: Path, state: dict[str, Any], inputs: dict[str, Any], op: Any, identity: dict[str, Any]
+) -> None:
+    for key, value in inputs.items():
+        if state.get(key) != value:
+            raise InputError(
+                f"checkpoint {path} was written for {key}={state.get(key)!r}, but this call has "
+                f"{key}={value!r}; call with the same operator and options, or {_FRESH_START}"
+            )
+    saved_fp, now_fp = state.get("fingerprint"), identity["fingerprint"]
+    if saved_fp is not None and (now_fp is None or set(saved_fp) != set(now_fp)):
+        raise InputError(
+            f"checkpoint {path} was computed on a different kind of operator than "
+            f"{type(op).__name__} (fingerprint keys {sorted(saved_fp)} there, "
+            f"{sorted(now_fp) if now_fp is not None else 'none'} here); resume with the same "
+            f"operator, or {_FRESH_START}"
+        )
+    if saved_fp is not None and now_fp is not None:
+        for key in sorted(now_fp, key=lambda k: (k != "operator", k)):
+            if saved_fp[key] != now_fp[key]:
+                what = _WHAT_DIFFERS.get(key, f"a different {key}")
+                raise InputError(
+                    f"checkpoint {path} was computed on {what} ({key} digest {saved_fp[key]} "
+                    f"there, {now_fp[key]} here); resume with the operator it was computed on, "
+                    f"or {_FRESH_START}"
+                )
+        return
+    # The run was computed on an operator without a fingerprint: compare probe products.
+    now = identity["probe_product"]
+    if now is None:
+        now = _fingerprint_probe_product(op)
+    saved = state.get("probe_product")
+    if not isinstance(saved, torch.Tensor) or saved.shape != now.shape:
+        raise InputError(
+            f"checkpoint {path} records no usable operator fingerprint; {_FRESH_START}"
+        )
+    scale = max(float(saved.norm()), float(now.norm()), 1e-300)
+    rel = float((saved - now).norm()) / scale
+    if rel > float(torch.finfo(op.dtype).eps) ** 0.5:
+        raise InputError(
+            f"checkpoint {path} was computed on a different operator: its product with a fixed "
+            f"probe differs by {rel:.2e} (relative); resume with the operator it was computed "
+            f"on, or {_FRESH_START}"
+        )
+
+
+def _check_basis_fits(
+    num_probes: int, num_steps: int, size: int, dtype: torch.dtype, store: torch.device
+) -> None:
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    needed = num_probes * (num_steps + 1) * size * itemsize
+    available = available_memory(store)
+    if needed > available:
+        raise MemoryLimitError(
+            f"the Lanczos basis of num_probes * (num_steps + 1) * P = {num_probes} * "
+            f"{num_steps + 1} * {size} {dtype} numbers needs {format_bytes(needed)} on {store}, "
+            f"but only {format_bytes(available)} is available; use fewer probes or steps (e.g. "
+            "several runs with fewer probes and different seeds, pooled), or "
+            "basis_device='cpu' when the operator is on a GPU with less memory than the host"
+        )
 
 
 def lanczos(
@@ -165,7 +285,13 @@ def lanczos(
             on the CPU) for operators on a GPU too small for it.
         checkpoint: a file path. The state (coefficients, basis, generator, step) is written
             atomically every ``checkpoint_every`` steps and at the end; if the file exists the run
-            resumes from it (a larger ``num_steps`` extends it; a smaller one truncates).
+            resumes from it (a larger ``num_steps`` extends it; a smaller one truncates). The
+            file records the options and the operator's
+            :meth:`~curvscope.operators.base.SymmetricOperator.fingerprint` (for model operators:
+            digests of the operator kind, weights and data, costing one reading pass over the
+            data per call; for foreign operators: the product with a fixed probe, one extra
+            product), and resuming on anything else raises :class:`InputError` naming what
+            differs.
         checkpoint_every: steps between checkpoint writes.
         breakdown_tol: relative breakdown tolerance; default ``100 * eps`` of the operator dtype.
         progress: show a tqdm progress bar.
@@ -174,7 +300,9 @@ def lanczos(
         A :class:`LanczosResult`.
 
     Raises:
-        InputError: bad arguments or a checkpoint written for different inputs.
+        InputError: bad arguments; a checkpoint written for another operator, weights, data or
+            options; an unreadable checkpoint file.
+        MemoryLimitError: the Krylov basis would not fit in the memory available on its device.
         NonFiniteError: a product returned NaN or inf.
 
     Example:
@@ -195,6 +323,7 @@ def lanczos(
     store = torch.device(basis_device) if basis_device is not None else device
     tol = breakdown_tol if breakdown_tol is not None else 100 * torch.finfo(dtype).eps
     generator = make_generator(seed)
+    _check_basis_fits(num_probes, num_steps, size, dtype, store)
 
     alphas = np.zeros((num_probes, num_steps))
     betas = np.zeros((num_probes, num_steps))
@@ -213,14 +342,12 @@ def lanczos(
         "reorthogonalize": reorthogonalize,
         "dtype": str(dtype),
     }
-    if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        saved = {key: state.get(key) for key in inputs}
-        if state.get("format") != _CHECKPOINT_FORMAT or saved != inputs:
-            raise InputError(
-                f"checkpoint {ckpt_path} was written for {saved}, but this call has {inputs}; "
-                "call with the same operator and options, or pass a new checkpoint path"
-            )
+    identity: dict[str, Any] = {}
+    if ckpt_path is not None:
+        identity = _identity(op)
+    if ckpt_path is not None and (ckpt_path.exists() or ckpt_path.is_symlink()):
+        state = _load_checkpoint(ckpt_path)
+        _check_same_inputs(ckpt_path, state, inputs, op, identity)
         done = min(int(state["done"]), num_steps)
         keep = min(int(state["done"]), num_steps)
         alphas[:, :keep] = state["alphas"].numpy()[:, :keep]
@@ -242,6 +369,7 @@ def lanczos(
             return
         tick = time.perf_counter()
         state = dict(inputs)
+        state.update(identity)
         state.update(
             format=_CHECKPOINT_FORMAT,
             version=__version__,
