@@ -198,5 +198,5 @@ def test_run_refuses_a_basis_that_does_not_fit_before_training(tmp_path):
         "run", "--epochs", "1", "--probes", "100000", "--steps", "2000", "--out", str(tmp_path)
     )
     _clean_error(res, 1, "Lanczos basis")
-    assert "GiB" in res.output and "--probes" in res.output
+    assert "GiB" in res.output and "fewer probes" in res.output
     assert "trained" not in res.output

@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from curvscope._memory import format_bytes
 from curvscope._outputs import json_safe, json_text, write_atomic
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
-from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
+from curvscope.errors import InputError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import split_half_noise
 from curvscope.operators import (
@@ -47,10 +46,10 @@ from curvscope.operators import (
     GradientCovarianceOperator,
     HessianOperator,
 )
-from curvscope.operators._engine import _available_memory as available_memory
 from curvscope.operators._params import select_parameters
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
+from curvscope.spectral.lanczos import check_basis_memory
 from curvscope.training import evaluate, load_checkpoint, loss_function
 
 __all__ = [
@@ -430,16 +429,10 @@ def preflight(
     AugmentedViews(train_set, views=config.views, seed=config.seed)
     layout, _ = select_parameters(model, config.params)
     size = layout.size
-    itemsize = torch.empty((), dtype=getattr(torch, config.dtype)).element_size()
-    need = config.num_probes * (min(config.num_steps, size) + 1) * size * itemsize
-    available = available_memory(torch.device(config.device))
-    if need > available:
-        raise MemoryLimitError(
-            f"the Lanczos basis of {config.num_probes} probes x {config.num_steps + 1} vectors "
-            f"x P = {size:,} parameters needs {format_bytes(need)}, but {format_bytes(available)} "
-            f"is available on {config.device}; lower --probes or --steps, or select fewer "
-            "parameters with --params"
-        )
+    dtype = getattr(torch, config.dtype)
+    steps = min(config.num_steps, size)
+    check_basis_memory(config.num_probes, steps, size, dtype, torch.device(config.device))
+    need = config.num_probes * (steps + 1) * size * torch.empty((), dtype=dtype).element_size()
     return need
 
 

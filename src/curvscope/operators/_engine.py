@@ -73,10 +73,6 @@ class CacheInfo:
         )
 
 
-def _available_memory(device: torch.device) -> int:
-    return available_memory(device)
-
-
 class CurvatureOperator(SymmetricOperator):
     """Base of the curvature matrices of a model over a finite dataset.
 
@@ -174,7 +170,7 @@ class CurvatureOperator(SymmetricOperator):
         budget = (
             parse_bytes(cache_memory)
             if cache_memory is not None
-            else _available_memory(self._device) // 4
+            else available_memory(self._device) // 4
         )
         self.cache_info = CacheInfo(budget_bytes=budget)
         self._cache: dict[int, GraphState] = {}

@@ -35,7 +35,7 @@ from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
 
-__all__ = ["LanczosResult", "lanczos", "ritz_pairs"]
+__all__ = ["LanczosResult", "check_basis_memory", "lanczos", "ritz_pairs"]
 
 _CHECKPOINT_FORMAT = 2  # 2: adds the operator fingerprint
 _FINGERPRINT_PROBE_SEED = 0x5EED
@@ -233,9 +233,11 @@ def _check_same_inputs(
         )
 
 
-def _check_basis_fits(
+def check_basis_memory(
     num_probes: int, num_steps: int, size: int, dtype: torch.dtype, store: torch.device
 ) -> None:
+    """Raise :class:`MemoryLimitError` unless ``num_probes * (num_steps + 1) * size`` numbers of
+    ``dtype`` (the Krylov basis) fit in the memory available on ``store``."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     needed = num_probes * (num_steps + 1) * size * itemsize
     available = available_memory(store)
@@ -323,7 +325,7 @@ def lanczos(
     store = torch.device(basis_device) if basis_device is not None else device
     tol = breakdown_tol if breakdown_tol is not None else 100 * torch.finfo(dtype).eps
     generator = make_generator(seed)
-    _check_basis_fits(num_probes, num_steps, size, dtype, store)
+    check_basis_memory(num_probes, num_steps, size, dtype, store)
 
     alphas = np.zeros((num_probes, num_steps))
     betas = np.zeros((num_probes, num_steps))
