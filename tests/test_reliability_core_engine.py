@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from curvscope import DenseOperator, GGNOperator, HessianOperator, verify_engine
+from curvscope import DenseOperator, HessianOperator, verify_engine
 from curvscope.errors import InputError, NonDeterministicError
 
 
@@ -74,8 +74,8 @@ def test_a_later_batch_with_another_feature_dimension_is_named() -> None:
     op = HessianOperator(_model(), nn.CrossEntropyLoss(), batches)
     with pytest.raises(
         InputError,
-        match=r"batch 3 of the data has inputs \(5, 6\) .* expected inputs \(5, 5\) and targets "
-        r"\(5,\); every batch must hold samples of the same shape",
+        match=r"batch 3 of the data \(inputs \(5, 6\), targets \(5,\)\) failed in the model or the "
+        r"loss, although batch 0 passed: RuntimeError: .*fix the dataset",
     ):
         op @ torch.zeros(op.shape[0])
 
@@ -86,8 +86,8 @@ def test_a_later_batch_with_other_target_shape_or_lengths_is_named() -> None:
     model = _model()
     # MSE would silently broadcast targets (5, 1) against outputs (5, 3).
     batches = [(x[:10], onehot[:10]), (x[10:15], onehot[10:15, :1])]
-    op = GGNOperator(model, nn.MSELoss(), batches)
-    with pytest.raises(InputError, match=r"batch 1 of the data has inputs \(5, 5\) and targets "):
+    op = HessianOperator(model, nn.MSELoss(), batches)
+    with pytest.raises(InputError, match=r"targets shaped like the outputs; got outputs \(5, 3\) "):
         op @ torch.zeros(op.shape[0])
     batches = [(x[:10], y[:10]), (x[10:], y[10:]), (x[:4], y[:3])]
     op = HessianOperator(model, nn.CrossEntropyLoss(), batches)
@@ -119,3 +119,27 @@ def test_verify_engine_accepts_a_dtype_name() -> None:
     assert check.all_ok, str(check)
     with pytest.raises(InputError, match="dtype must be a floating torch dtype"):
         verify_engine(_model(), nn.CrossEntropyLoss(), (x, y), dtype="double precision")
+
+
+class _MeanOverSequence(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(x).mean(dim=1))
+
+
+def test_batches_of_different_sequence_lengths_are_accepted() -> None:
+    # Variable-length data (a sequence model's dynamic padding) is legitimate: batches may
+    # differ in shape as long as the model and loss take them. The product over both batches
+    # equals the sample-weighted sum of the two single-batch operators.
+    gen = torch.Generator().manual_seed(1)
+    b1 = (torch.randn(4, 7, 5, generator=gen).double(), torch.randint(0, 3, (4,), generator=gen))
+    b2 = (torch.randn(6, 2, 5, generator=gen).double(), torch.randint(0, 3, (6,), generator=gen))
+    model = _MeanOverSequence().double()
+    loss = nn.CrossEntropyLoss()
+    v = torch.randn(18, generator=gen).double()
+    both = HessianOperator(model, loss, [b1, b2]) @ v
+    parts = [HessianOperator(model, loss, [b]) @ v for b in (b1, b2)]
+    torch.testing.assert_close(both, (4 * parts[0] + 6 * parts[1]) / 10, rtol=1e-12, atol=1e-14)

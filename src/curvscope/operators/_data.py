@@ -90,7 +90,6 @@ class BatchSource:
         self.device = device
         self.dtype = dtype
         self._fingerprints: list[tuple[int, float]] | None = None
-        self._sample_shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._probe = torch.Generator().manual_seed(20250)
 
     @staticmethod
@@ -119,18 +118,6 @@ class BatchSource:
             )
         inputs, targets = raw
         self._check_lengths(inputs, targets, where=f"batch {index} of the data")
-        shapes = (tuple(inputs.shape[1:]), tuple(targets.shape[1:]))
-        if self._sample_shapes is None or index == 0:
-            self._sample_shapes = shapes
-        elif shapes != self._sample_shapes:
-            (first_in, first_t), b = self._sample_shapes, int(inputs.shape[0])
-            raise InputError(
-                f"batch {index} of the data has inputs {tuple(inputs.shape)} and targets "
-                f"{tuple(targets.shape)}, but batch 0 has samples of shape inputs {first_in} and "
-                f"targets {first_t}, i.e. expected inputs {(b, *first_in)} and targets "
-                f"{(b, *first_t)}; every batch must hold samples of the same shape (only the "
-                "batch size may differ). Fix the dataset or its collate function"
-            )
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         if inputs.is_floating_point():

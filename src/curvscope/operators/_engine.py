@@ -22,6 +22,7 @@ from torch import nn
 
 from curvscope._memory import available_memory, format_bytes, parse_bytes
 from curvscope.errors import (
+    CurvscopeError,
     EngineVerificationError,
     InputError,
     NonDeterministicError,
@@ -409,6 +410,28 @@ class CurvatureOperator(SymmetricOperator):
         info.cached_bytes += nbytes
         return state
 
+    def _batch_product_named(
+        self, batch: Batch, pieces: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """:meth:`_batch_product`; a later batch the model or loss cannot take is named.
+
+        Batch 0 went through :meth:`_forward_checked`; a later batch that fails where it passed
+        holds data of another kind (e.g. another feature size). Batches may differ in shape
+        (variable-length sequences) as long as the model and the loss accept them.
+        """
+        try:
+            return self._batch_product(batch, pieces)
+        except (RuntimeError, IndexError, ValueError) as err:
+            if batch.index == 0 or isinstance(err, CurvscopeError):
+                raise
+            raise InputError(
+                f"batch {batch.index} of the data (inputs {tuple(batch.inputs.shape)}, targets "
+                f"{tuple(batch.targets.shape)}) failed in the model or the loss, although batch "
+                f"0 passed: {type(err).__name__}: {str(err).splitlines()[0]}. Every batch must "
+                "hold (inputs, targets) of the kind batch 0 holds; fix the dataset or its collate "
+                "function"
+            ) from err
+
     def _batch_product(
         self, batch: Batch, pieces: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
@@ -455,7 +478,7 @@ class CurvatureOperator(SymmetricOperator):
             num_batches = 0
             num_params = len(self.layout.names)
             for batch in batches:
-                parts = self._batch_product(batch, pieces)
+                parts = self._batch_product_named(batch, pieces)
                 joined = self.layout.join(parts[:num_params])
                 total = joined if total is None else total.add_(joined)
                 aux = (

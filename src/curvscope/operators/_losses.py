@@ -34,13 +34,24 @@ class LossSpec:
     label_smoothing: float = 0.0
 
     # ------------------------------------------------------------------ values
+    def check_shapes(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """MSE and BCE broadcast mismatched targets silently (a warning, then a wrong loss)."""
+        if self.kind in ("mse", "bce_logits") and outputs.shape != targets.shape:
+            raise InputError(
+                f"{type(self.fn).__name__} needs targets shaped like the outputs; got outputs "
+                f"{tuple(outputs.shape)} and targets {tuple(targets.shape)} (torch would "
+                "broadcast them into a different loss); reshape the targets"
+            )
+
     def batch_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """:math:`\\sum_i \\ell_i` over the batch (``b`` times the mean-reduced loss)."""
+        self.check_shapes(outputs, targets)
         return self.fn(outputs, targets) * outputs.shape[0]
 
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The vector :math:`(\\ell_1, \\dots, \\ell_b)` whose mean is the batch loss."""
         b = outputs.shape[0]
+        self.check_shapes(outputs, targets)
         if self.kind == "cross_entropy":
             raw = F.cross_entropy(
                 outputs, targets, reduction="none", label_smoothing=self.label_smoothing
@@ -197,11 +208,7 @@ def check_loss_on_batch(
     spec: LossSpec, outputs: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
     """Evaluate the loss on one batch, turning shape errors and sum reductions into clear errors."""
-    if spec.kind in ("mse", "bce_logits") and outputs.shape != targets.shape:
-        raise InputError(
-            f"{type(spec.fn).__name__} needs targets shaped like the outputs; got outputs "
-            f"{tuple(outputs.shape)} and targets {tuple(targets.shape)}"
-        )
+    spec.check_shapes(outputs, targets)
     try:
         value = spec.fn(outputs, targets)
     except (RuntimeError, IndexError, ValueError) as err:
