@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from curvscope._validate import check_bool, check_device, check_dtype, check_seed
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
 from curvscope.errors import InputError
@@ -74,6 +75,47 @@ def _positive_int(name: str, value: Any, hint: str) -> None:
         raise InputError(f"{name} must be a positive integer ({hint}), got {value!r}")
 
 
+def _check_config(config: Any) -> None:
+    """Validate a :class:`TrueVsEmpiricalConfig` and store canonical values (dtype, device)."""
+    set_ = object.__setattr__  # frozen dataclass
+    if isinstance(config.checkpoint, os.PathLike):
+        set_(config, "checkpoint", os.fspath(config.checkpoint))
+    if not isinstance(config.checkpoint, str):
+        raise InputError(
+            f"checkpoint must be the path of a checkpoint.pt, got {config.checkpoint!r} "
+            f"({type(config.checkpoint).__name__}); pass e.g. 'runs/train/checkpoint.pt'"
+        )
+    if not isinstance(config.matrix, str) or config.matrix not in MATRICES:
+        raise InputError(f"unknown matrix {config.matrix!r}; expected one of {', '.join(MATRICES)}")
+    _positive_int("views", config.views, "K frozen views per sample, e.g. 9")
+    _positive_int("num_steps", config.num_steps, "Lanczos steps, e.g. 80")
+    _positive_int("num_probes", config.num_probes, "SLQ probes, e.g. 3")
+    _positive_int("batch_size", config.batch_size, "e.g. 2048")
+    if (
+        isinstance(config.noise_probes, bool)
+        or not isinstance(config.noise_probes, int)
+        or config.noise_probes == 1
+        or config.noise_probes < 0
+    ):
+        raise InputError(
+            f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
+            f"got {config.noise_probes!r}"
+        )
+    check_bool("compare_test", config.compare_test)
+    for name in ("params", "model", "data_dir"):
+        value = getattr(config, name)
+        if isinstance(value, os.PathLike) and name == "data_dir":
+            set_(config, name, value := os.fspath(value))
+        if value is not None and not isinstance(value, str):
+            raise InputError(
+                f"{name} must be a string or None, got {value!r} ({type(value).__name__}); "
+                "e.g. params='net.2.*', model='mlp', data_dir='~/data'"
+            )
+    set_(config, "seed", check_seed(config.seed))
+    set_(config, "dtype", check_dtype(config.dtype))
+    set_(config, "device", check_device(config.device))
+
+
 @dataclass(frozen=True)
 class TrueVsEmpiricalConfig:
     """Everything that fixes a True-vs-Empirical comparison (with the seed, it is reproducible).
@@ -112,26 +154,7 @@ class TrueVsEmpiricalConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.matrix not in MATRICES:
-            raise InputError(
-                f"unknown matrix {self.matrix!r}; expected one of {', '.join(MATRICES)}"
-            )
-        _positive_int("views", self.views, "K frozen views per sample, e.g. 9")
-        _positive_int("num_steps", self.num_steps, "Lanczos steps, e.g. 80")
-        _positive_int("num_probes", self.num_probes, "SLQ probes, e.g. 3")
-        _positive_int("batch_size", self.batch_size, "e.g. 2048")
-        if (
-            isinstance(self.noise_probes, bool)
-            or not isinstance(self.noise_probes, int)
-            or self.noise_probes == 1
-            or self.noise_probes < 0
-        ):
-            raise InputError(
-                f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
-                f"got {self.noise_probes!r}"
-            )
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        _check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
