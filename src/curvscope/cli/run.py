@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from curvscope.cli._main import main
-from curvscope.cli._options import model_data_options, model_options
+from curvscope.cli._options import model_data_options, model_options, seed_option
 from curvscope.cli.spectrum import (
     check_device,
     report_result,
@@ -62,13 +62,7 @@ _DEFAULTS = {"epochs": 40, "lr": 0.2, "batch_size": 32, "weight_decay": 1e-4}
     help="Train on clean images (then the augmented set lies off what the net learned).",
 )
 @spectrum_options(threads_default=1)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes weights, split, shuffles, frozen views and probes.",
-)
+@seed_option("Fixes weights, split, shuffles, frozen views and probes.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

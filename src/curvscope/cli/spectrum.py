@@ -17,6 +17,13 @@ import click
 import torch
 
 from curvscope.cli._main import main
+from curvscope.cli._options import (
+    check_device_flag,
+    device_option,
+    dtype_option,
+    seed_option,
+    threads_option,
+)
 from curvscope.errors import CurvscopeError
 from curvscope.experiments import MATRICES, TrueVsEmpiricalConfig, TrueVsEmpiricalResult
 
@@ -84,20 +91,9 @@ def spectrum_options(
             help="Batch size of the curvature data passes.",
         ),
         click.option("--pdf", is_flag=True, help="Also write every figure as PDF."),
-        click.option(
-            "--threads",
-            type=click.IntRange(min=1),
-            default=threads_default,
-            help=threads_help,
-        ),
-        click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda."),
-        click.option(
-            "--dtype",
-            type=click.Choice(["float32", "float64"]),
-            default="float32",
-            show_default=True,
-            help="Precision of the curvature products.",
-        ),
+        threads_option(threads_default, threads_help),
+        device_option,
+        dtype_option("Precision of the curvature products."),
         click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
     ]
 
@@ -164,17 +160,7 @@ def report_result(
 
 def check_device(device: str) -> None:
     """A clear usage error for a device string torch does not know or cannot use."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(
-            f"{device!r} is not a torch device; use cpu, cuda or cuda:0", param_hint="--device"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(
-            f"{device!r} asked for, but torch sees no CUDA device here; use --device cpu",
-            param_hint="--device",
-        )
+    check_device_flag(device)
 
 
 def run_study(config: TrueVsEmpiricalConfig) -> TrueVsEmpiricalResult:
@@ -209,13 +195,7 @@ def run_study(config: TrueVsEmpiricalConfig) -> TrueVsEmpiricalResult:
     default=None,
     help="Override the checkpoint's data folder (CIFAR moved elsewhere).",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes the frozen views, the SLQ probes and the noise-estimate split.",
-)
+@seed_option("Fixes the frozen views, the SLQ probes and the noise-estimate split.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from curvscope.cli._main import main
-from curvscope.cli._options import model_data_options, model_options
+from curvscope.cli._options import (
+    device_option,
+    dtype_option,
+    model_data_options,
+    model_options,
+    seed_option,
+)
 from curvscope.data import DATASETS
 from curvscope.errors import CurvscopeError
 from curvscope.training import SCHEDULE_PRESETS, TrainConfig, train
@@ -78,21 +84,9 @@ _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
     default=None,
     help="Continue from a checkpoint.pt of the same settings.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes initial weights, data split, shuffling and augmentation.",
-)
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float64"]),
-    default="float32",
-    show_default=True,
-    help="Training precision.",
-)
+@seed_option("Fixes initial weights, data split, shuffling and augmentation.")
+@device_option
+@dtype_option("Training precision.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
