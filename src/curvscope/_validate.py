@@ -97,14 +97,13 @@ def check_seed(value: Any, *, name: str = "seed") -> int:
 
 def check_dtype(value: Any, *, name: str = "dtype") -> str:
     """``"float32"``/``"float64"``, also given as ``torch.float32``/``torch.float64``."""
-    if isinstance(value, torch.dtype):
-        value = str(value).removeprefix("torch.")
-    if not isinstance(value, str) or value not in DTYPES:
+    text = str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value
+    if not isinstance(text, str) or text not in DTYPES:
         raise InputError(
             f"{name} must be one of {', '.join(map(repr, DTYPES))} (or torch.float32/"
             f"torch.float64), got {_kind(value)}"
         )
-    return value
+    return text
 
 
 def check_device(value: Any, *, name: str = "device", available: bool = True) -> str:

@@ -180,12 +180,6 @@ def _theory(
             "--sample-size 400",
             param_hint="--sample-size",
         )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.BadParameter(
-            f"{str(out_dir)!r} is a file, but a folder for the PNG files is expected; pass "
-            "another --out path",
-            param_hint="--out",
-        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".curvscope-write-test"
