@@ -200,3 +200,19 @@ def test_run_refuses_a_basis_that_does_not_fit_before_training(tmp_path):
     _clean_error(res, 1, "Lanczos basis")
     assert "GiB" in res.output and "fewer probes" in res.output
     assert "trained" not in res.output
+
+
+def test_spectrum_refuses_views_whose_noise_split_does_not_fit(trained, tmp_path):
+    res = _cli(
+        "spectrum",
+        str(trained),
+        *_SPEC,
+        "--views",
+        "1000000000",
+        "--noise-probes",
+        "2",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    _clean_error(res, 1, "the noise split of N*K")
+    assert "TiB" in res.output and "--noise-probes 0" in res.output

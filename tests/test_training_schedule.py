@@ -35,7 +35,7 @@ def test_schedule_and_config_errors():
         paper000_learning_rate(0, lr0=0.1, epochs=10, final_ratio=2.0)
     with pytest.raises(InputError, match="unknown schedule preset 'fast'"):
         TrainConfig.from_preset("fast", batch_size=1, weight_decay=0.0)
-    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got 0"):
         TrainConfig(batch_size=0, weight_decay=0.0)
     with pytest.raises(InputError, match="unknown keys"):
         TrainConfig.from_dict({"batch_size": 1, "weight_decay": 0.0, "colour": 1})

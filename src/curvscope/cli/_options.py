@@ -1,14 +1,107 @@
-"""Options shared by the commands that build a model on a dataset (``train``, ``run``)."""
+"""Options shared by the commands: ``--seed --device --dtype --threads`` (every command, with
+the same flags and messages) and the model/data options of ``train`` and ``run``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
 
+from curvscope._validate import DTYPES, SEED_MAX, check_device
 from curvscope.data import DATASETS
+from curvscope.errors import InputError
+
+
+class SeedType(click.ParamType):
+    """An integer seed in ``[0, 2**63 - 1]``, the range every torch and numpy generator takes."""
+
+    name = "seed"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            seed = value
+        else:
+            try:
+                seed = int(str(value).strip(), 10)
+            except ValueError:
+                self.fail(
+                    f"expected an integer in [0, 2**63 - 1], got {value!r}; e.g. --seed 0",
+                    param,
+                    ctx,
+                )
+        if not 0 <= seed <= SEED_MAX:
+            self.fail(
+                f"expected an integer in [0, 2**63 - 1] = [0, {SEED_MAX}], got {seed}; pass a "
+                "non-negative seed such as 0",
+                param,
+                ctx,
+            )
+        return seed
+
+
+SEED = SeedType()
+
+
+def check_device_flag(value: str) -> str:
+    """``--device`` as a canonical device string, or a usage error saying what to pass."""
+    try:
+        return check_device(value, name="--device")
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _device_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    return check_device_flag(value)
+
+
+def seed_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--seed`` with the shared range check."""
+    return click.option("--seed", type=SEED, default=0, show_default=True, help=help)
+
+
+def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device``, checked before any work: known spelling and present on this machine."""
+    return click.option(
+        "--device",
+        default="cpu",
+        show_default=True,
+        callback=_device_callback,
+        help="torch device: cpu, cuda, cuda:<index> or mps (must exist on this machine).",
+    )(func)
+
+
+def dtype_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--dtype float32|float64``."""
+    return click.option(
+        "--dtype", type=click.Choice(list(DTYPES)), default="float32", show_default=True, help=help
+    )
+
+
+def threads_option(
+    default: int | None, help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--threads N`` (torch CPU threads), at least 1."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1, max=1024), default=default, help=help
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads, restoring the previous number afterwards."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def parse_hidden(value: str) -> list[int]:

@@ -14,14 +14,8 @@ import click
 
 from curvscope._outputs import OutputFolder
 from curvscope.cli._main import main
-from curvscope.cli._options import model_data_options, model_options
-from curvscope.cli.spectrum import (
-    check_device,
-    report_result,
-    run_study,
-    spectrum_options,
-    torch_threads,
-)
+from curvscope.cli._options import model_data_options, model_options, seed_option, torch_threads
+from curvscope.cli.spectrum import report_result, run_study, spectrum_options
 from curvscope.cli.train import describe_training, train_into, train_settings
 from curvscope.data import DATASETS, load_dataset
 from curvscope.experiments import TrueVsEmpiricalConfig
@@ -65,13 +59,7 @@ _DEFAULTS = {"epochs": 40, "lr": 0.2, "batch_size": 32, "weight_decay": 1e-4}
     help="Train on clean images (then the augmented set lies off what the net learned).",
 )
 @spectrum_options(threads_default=1)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes weights, split, shuffles, frozen views and probes.",
-)
+@seed_option("Fixes weights, split, shuffles, frozen views and probes.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -122,7 +110,6 @@ def run_command(
       curvscope run --out /tmp/run1 --json
       curvscope run --views 30 --steps 100 --probes 1 --pdf
     """
-    check_device(device)
     if noise_probes == 1:
         raise click.BadParameter(
             "1 probe gives no standard error; use 0 (skip) or >= 2", param_hint="--noise-probes"

@@ -7,18 +7,24 @@ output/echo helpers here are also used by ``curvscope run``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from curvscope._outputs import OutputFolder, file_digest, json_text
 from curvscope.cli._main import main
+from curvscope.cli._options import (
+    device_option,
+    dtype_option,
+    seed_option,
+    threads_option,
+    torch_threads,
+)
 from curvscope.errors import InputError
 from curvscope.experiments import MATRICES, TrueVsEmpiricalConfig, TrueVsEmpiricalResult
+from curvscope.training.checkpoint import read_checkpoint_dict
 
 _LABELS = {"empirical": "empirical", "augmented": "augmented", "test": "test"}
 #: Resumable state of the study inside a staging folder (dropped when the run completes).
@@ -86,20 +92,9 @@ def spectrum_options(
             help="Batch size of the curvature data passes.",
         ),
         click.option("--pdf", is_flag=True, help="Also write every figure as PDF."),
-        click.option(
-            "--threads",
-            type=click.IntRange(min=1),
-            default=threads_default,
-            help=threads_help,
-        ),
-        click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda."),
-        click.option(
-            "--dtype",
-            type=click.Choice(["float32", "float64"]),
-            default="float32",
-            show_default=True,
-            help="Precision of the curvature products.",
-        ),
+        threads_option(threads_default, threads_help),
+        device_option,
+        dtype_option("Precision of the curvature products."),
         click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
         click.option(
             "--checkpoint-every",
@@ -123,20 +118,6 @@ def spectrum_options(
         return func
 
     return decorate
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch CPU threads, restoring the previous number afterwards."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def report_result(
@@ -180,21 +161,6 @@ def report_result(
     return out
 
 
-def check_device(device: str) -> None:
-    """A clear usage error for a device string torch does not know or cannot use."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(
-            f"{device!r} is not a torch device; use cpu, cuda or cuda:0", param_hint="--device"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(
-            f"{device!r} asked for, but torch sees no CUDA device here; use --device cpu",
-            param_hint="--device",
-        )
-
-
 def run_study(
     config: TrueVsEmpiricalConfig, folder: OutputFolder, *, checkpoint_every: int
 ) -> TrueVsEmpiricalResult:
@@ -235,13 +201,7 @@ def run_study(
     default=None,
     help="Override the checkpoint's data folder (CIFAR moved elsewhere).",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes the frozen views, the SLQ probes and the noise-estimate split.",
-)
+@seed_option("Fixes the frozen views, the SLQ probes and the noise-estimate split.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -282,7 +242,6 @@ def spectrum_command(
       curvscope spectrum ckpt.pt --matrix ggn --views 30 --steps 100 --probes 1
       curvscope spectrum ckpt.pt --params 'net.2.*' --compare none --json
     """
-    check_device(device)
     if noise_probes == 1:
         raise click.BadParameter(
             "1 probe gives no standard error; use 0 (skip) or >= 2", param_hint="--noise-probes"
@@ -304,16 +263,7 @@ def spectrum_command(
         dtype=dtype,  # type: ignore[arg-type]
     )
     out = out if out is not None else checkpoint.parent / "spectrum"
-    if checkpoint.is_dir():
-        raise InputError(
-            f"checkpoint {str(checkpoint)!r} is a folder; pass the checkpoint.pt file inside "
-            f"it (e.g. {str(checkpoint / 'checkpoint.pt')!r})"
-        )
-    if not checkpoint.is_file():
-        raise InputError(
-            f"no checkpoint at {str(checkpoint)!r}; pass the checkpoint.pt that "
-            "`curvscope train` or `curvscope run` wrote into its --out folder"
-        )
+    read_checkpoint_dict(checkpoint)  # a readable curvscope checkpoint, before any work
     if checkpoint.resolve().is_relative_to(out.resolve()):
         raise InputError(
             f"--out {str(out)!r} contains the checkpoint being read ({str(checkpoint)!r}); "

@@ -7,12 +7,16 @@ Presentation only: it builds laws and curves with :mod:`curvscope.rmt`, draws th
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from curvscope.cli._main import main
+from curvscope.cli._options import seed_option
+from curvscope.errors import CurvscopeError
 from curvscope.rmt import (
     MODELS,
     critical_energy,
@@ -20,9 +24,27 @@ from curvscope.rmt import (
     index_curve,
     pennington_bahri,
 )
+from curvscope.rmt.pennington_bahri import CHECKED_MAX, CHECKED_MIN
+
+# The range over which the closed forms and the figures are checked to work (far beyond the
+# paper's phi <= 1 and eps <= 0.5); values outside it are refused up front with the range.
+_PHI_MIN, _LIMIT = CHECKED_MIN, CHECKED_MAX
+
+
+def _in_range(value: float, flag: str, *, low: float, low_open: bool = False) -> float:
+    inside = math.isfinite(value) and (value > low if low_open else value >= low)
+    if not inside or value > _LIMIT:
+        interval = f"{'(' if low_open else '['}{low:g}, {_LIMIT:g}]"
+        what = "energies must be >= 0 and finite: " if flag == "--eps" else ""
+        raise click.BadParameter(
+            f"{what}expected a finite number in {interval}, got {value:g}; e.g. {flag} 0.5",
+            param_hint=flag,
+        )
+    return value
 
 
 def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    flag = param.opts[0]
     try:
         out = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
@@ -30,17 +52,29 @@ def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
             f"expected comma-separated numbers, e.g. 0.25,0.5; got {value!r}"
         ) from None
     if not out:
-        raise click.BadParameter("give at least one number")
-    return out
+        raise click.BadParameter(
+            f"expected at least one number, e.g. {flag} 0.25,0.5; got {value!r}"
+        )
+    low, low_open = (0.0, False) if flag == "--eps" else (_PHI_MIN, False)
+    return [_in_range(v, flag, low=low, low_open=low_open) for v in out]
+
+
+def _phi(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    return _in_range(value, param.opts[0], low=_PHI_MIN)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    return _in_range(value, param.opts[0], low=0.0, low_open=True)
 
 
 @main.command()
 @click.option(
     "--phi",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=0.5,
     show_default=True,
-    help="Ratio phi = P/(n m) of the density panel.",
+    callback=_phi,
+    help="Ratio phi = P/(n m) of the density panel, in [1e-6, 1e6].",
 )
 @click.option(
     "--eps",
@@ -59,10 +93,11 @@ def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 )
 @click.option(
     "--scale",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=1.0,
     show_default=True,
-    help="MP scale s of H0 (its mean eigenvalue; the paper's sigma).",
+    callback=_phi,
+    help="MP scale s of H0 (its mean eigenvalue; the paper's sigma), in [1e-6, 1e6].",
 )
 @click.option(
     "--index-phis",
@@ -74,27 +109,28 @@ def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
 )
 @click.option(
     "--eps-max",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=0.5,
     show_default=True,
-    help="Largest energy of the index curves.",
+    callback=_positive,
+    help="Largest energy of the index curves, in (0, 1e6].",
 )
 @click.option(
     "--num-eps",
-    type=click.IntRange(min=2),
+    type=click.IntRange(min=2, max=10_000),
     default=40,
     show_default=True,
     help="Energies per index curve.",
 )
 @click.option(
     "--sample-size",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=4000),
     default=0,
     show_default=True,
     help="If > 0, also draw an n x n matrix of the model at the largest eps and overlay its "
-    "eigenvalues (sample.png).",
+    "eigenvalues (sample.png); at most 4000 (a dense eigendecomposition).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled matrix.")
+@seed_option("Seed of the sampled matrix.")
 @click.option(
     "--out",
     "out_dir",
@@ -103,7 +139,16 @@ def _float_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
     help="Folder for the PNG files (created if missing).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of text.")
-def theory(
+def theory(**options: Any) -> None:
+    """Draw the paper-001 Hessian densities, index curves and eps_c(phi) to PNG files."""
+    # curvscope's own errors (a law refusing its parameters) are usage errors, not tracebacks.
+    try:
+        _theory(**options)
+    except CurvscopeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _theory(
     phi: float,
     eps_values: list[float],
     model: str,
@@ -116,7 +161,6 @@ def theory(
     out_dir: Path,
     as_json: bool,
 ) -> None:
-    """Draw the paper-001 Hessian densities, index curves and eps_c(phi) to PNG files."""
     from curvscope.plots.theory import (
         plot_critical_energy,
         plot_densities,
@@ -124,13 +168,28 @@ def theory(
         plot_index_curves,
     )
 
-    if any(e < 0 for e in eps_values):
-        raise click.BadParameter(f"energies must be >= 0; got {eps_values}", param_hint="--eps")
     if model == "improved" and max([phi, *index_phis]) > 2.06:
         raise click.BadParameter(
-            "the improved model's eps_c (eq. 32) needs phi <= 2.06", param_hint="--phi/--index-phis"
+            f"the improved model's eps_c (eq. 32) needs phi <= 2.06, got "
+            f"{max([phi, *index_phis]):g}; pass smaller values or --model wishart+wigner",
+            param_hint="--phi/--index-phis",
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if sample_size == 1:
+        raise click.BadParameter(
+            "expected 0 (no sampled matrix) or a matrix size in [2, 4000], got 1; e.g. "
+            "--sample-size 400",
+            param_hint="--sample-size",
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".curvscope-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the figures into {str(out_dir)!r} ({exc.strerror or exc}); pass an "
+            "--out folder you can write to"
+        ) from None
     files: dict[str, str] = {}
 
     laws = [pennington_bahri(e, phi, model=model, scale=scale) for e in eps_values]

@@ -9,7 +9,15 @@ import click
 
 from curvscope._outputs import OutputFolder, file_digest, json_text, write_atomic
 from curvscope.cli._main import main
-from curvscope.cli._options import model_data_options, model_options
+from curvscope.cli._options import (
+    device_option,
+    dtype_option,
+    model_data_options,
+    model_options,
+    seed_option,
+    threads_option,
+    torch_threads,
+)
 from curvscope.data import DATASETS
 from curvscope.training import SCHEDULE_PRESETS, TrainConfig, TrainResult, train
 from curvscope.training.checkpoint import read_checkpoint_dict
@@ -79,21 +87,10 @@ _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
     default=None,
     help="Continue from a checkpoint.pt of the same settings.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Fixes initial weights, data split, shuffling and augmentation.",
-)
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float64"]),
-    default="float32",
-    show_default=True,
-    help="Training precision.",
-)
+@seed_option("Fixes initial weights, data split, shuffling and augmentation.")
+@threads_option(None, "CPU threads for torch [default: torch's choice].")
+@device_option
+@dtype_option("Training precision.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -124,6 +121,7 @@ def train_command(
     no_augment: bool,
     resume: Path | None,
     seed: int,
+    threads: int | None,
     device: str,
     dtype: str,
     out: Path,
@@ -178,9 +176,12 @@ def train_command(
     )
     # Continuing a run in its own folder replaces that folder: that is what was asked.
     continuing = resume is not None and resume.resolve().parent == out.resolve()
-    with OutputFolder(
-        out, settings=train_settings(config, resume), force=force or continuing
-    ) as folder:
+    with (
+        OutputFolder(
+            out, settings=train_settings(config, resume), force=force or continuing
+        ) as folder,
+        torch_threads(threads),
+    ):
         result = train_into(config, folder, resume=resume)
         folder.commit()
     last = result.history[-1] if result.history else {}

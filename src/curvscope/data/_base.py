@@ -214,9 +214,9 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-        else:
-            order = torch.arange(n)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for b in range(len(self)):
-            yield self.dataset.get_batch(order[b * self.batch_size : (b + 1) * self.batch_size])
+            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            # In order, each batch makes its own indices: memory O(batch), not O(N).
+            index = order[start:stop] if order is not None else torch.arange(start, stop)
+            yield self.dataset.get_batch(index)

@@ -58,9 +58,28 @@ def cifar_files(name: str) -> list[str]:
     return [f"{folder}/{f}" for f in [*train, *test, meta]]
 
 
-def _unpickle(path: Path) -> dict:
-    with path.open("rb") as fh:
-        return pickle.load(fh, encoding="bytes")
+def _unpickle(path: Path, name: str) -> dict:
+    """Read one CIFAR pickle, with a message that names the file for a corrupt or foreign one."""
+    fix = (
+        f"extract the python version of {name} from https://www.cs.toronto.edu/~kriz/cifar.html "
+        "again to replace it (check the archive's md5 first)"
+    )
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+    except Exception as exc:  # unpickling raises almost anything on random bytes
+        raise InputError(
+            f"{str(path)!r} is not a readable {name} file: it has {size:,} bytes and could not "
+            f"be unpickled ({type(exc).__name__}); it is corrupt or truncated (e.g. an "
+            f"interrupted download or copy); {fix}"
+        ) from None
+    if not isinstance(batch, dict):
+        raise InputError(
+            f"{str(path)!r} is not a {name} file: expected a pickled dict, found a "
+            f"{type(batch).__name__}; {fix}"
+        )
+    return batch
 
 
 def load_cifar(name: str, split: str = "train", *, data_dir: str | Path | None) -> TensorDataset:
@@ -103,22 +122,40 @@ def load_cifar(name: str, split: str = "train", *, data_dir: str | Path | None) 
         )
     xs, ys = [], []
     for fname in train_files if split == "train" else test_files:
-        batch = _unpickle(root / folder / fname)
+        path = root / folder / fname
+        fix = (
+            f"extract the python version of {name} from "
+            "https://www.cs.toronto.edu/~kriz/cifar.html again to replace it"
+        )
+        batch = _unpickle(path, name)
         if b"data" not in batch or label_key not in batch:
             raise InputError(
-                f"{root / folder / fname} is not a {name} batch: it lacks the keys "
-                f"b'data' and {label_key!r}"
+                f"{str(path)!r} is not a {name} batch: expected the keys b'data' and "
+                f"{label_key!r}, found {sorted(batch)[:6]}; {fix}"
             )
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            labels = np.asarray(batch[label_key], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            data = labels = np.zeros(0)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
             raise InputError(
-                f"{root / folder / fname}: expected data of shape (n, 3072), got {data.shape}"
+                f"{str(path)!r}: expected data of shape (n, 3072) uint8, got shape {data.shape}; "
+                f"{fix}"
+            )
+        if labels.shape != (data.shape[0],):
+            raise InputError(
+                f"{str(path)!r}: expected one label per image ({data.shape[0]}), got labels of "
+                f"shape {labels.shape}; {fix}"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise InputError(
+                f"{str(path)!r}: labels must lie in [0, {classes}), got values from "
+                f"{labels.min()} to {labels.max()}; {fix}"
             )
         xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(batch[label_key], dtype=np.int64))
+        ys.append(labels)
     labels = np.concatenate(ys)
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise InputError(f"{name}: labels must lie in [0, {classes}), got {labels.max()}")
     dataset = TensorDataset(
         torch.from_numpy(np.concatenate(xs)),
         torch.from_numpy(labels),
@@ -129,7 +166,7 @@ def load_cifar(name: str, split: str = "train", *, data_dir: str | Path | None) 
         std=_STD,
         augmentation=CIFAR_AUGMENTATION,
     )
-    meta = _unpickle(root / folder / meta_file)
+    meta = _unpickle(root / folder / meta_file, name)
     dataset.class_names = [
         n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from curvscope.data._base import TensorDataset
@@ -30,8 +32,10 @@ def make_blobs(num_samples: int = 1000, *, std: float = 1.0, seed: int = 0) -> T
         seed: seed of a local :class:`torch.Generator`.
     """
     _check_positive_int(num_samples, "num_samples")
-    if not std > 0:
-        raise InputError(f"std must be positive, got {std!r}")
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < math.inf:
+        raise InputError(
+            f"std must be positive and finite (the blobs' spread), got {std!r}; e.g. std=1.0"
+        )
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(num_samples) % 2
     centres = torch.where(labels[:, None] == 0, 1.0, -1.0).expand(num_samples, 2)

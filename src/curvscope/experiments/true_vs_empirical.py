@@ -34,10 +34,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from curvscope._memory import available_memory, format_bytes
 from curvscope._outputs import json_safe, json_text, write_atomic
+from curvscope._validate import check_bool, check_device, check_dtype, check_seed
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
-from curvscope.errors import InputError, NonFiniteError
+from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import split_half_noise
 from curvscope.operators import (
@@ -49,7 +51,7 @@ from curvscope.operators import (
 from curvscope.operators._params import select_parameters
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
-from curvscope.spectral.lanczos import check_basis_memory
+from curvscope.spectral.lanczos import basis_bytes
 from curvscope.training import evaluate, load_checkpoint, loss_function
 
 __all__ = [
@@ -77,6 +79,47 @@ SET_NAMES = ("empirical", "augmented", "test")
 def _positive_int(name: str, value: Any, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{name} must be a positive integer ({hint}), got {value!r}")
+
+
+def _check_config(config: Any) -> None:
+    """Validate a :class:`TrueVsEmpiricalConfig` and store canonical values (dtype, device)."""
+    set_ = object.__setattr__  # frozen dataclass
+    if isinstance(config.checkpoint, os.PathLike):
+        set_(config, "checkpoint", os.fspath(config.checkpoint))
+    if not isinstance(config.checkpoint, str):
+        raise InputError(
+            f"checkpoint must be the path of a checkpoint.pt, got {config.checkpoint!r} "
+            f"({type(config.checkpoint).__name__}); pass e.g. 'runs/train/checkpoint.pt'"
+        )
+    if not isinstance(config.matrix, str) or config.matrix not in MATRICES:
+        raise InputError(f"unknown matrix {config.matrix!r}; expected one of {', '.join(MATRICES)}")
+    _positive_int("views", config.views, "K frozen views per sample, e.g. 9")
+    _positive_int("num_steps", config.num_steps, "Lanczos steps, e.g. 80")
+    _positive_int("num_probes", config.num_probes, "SLQ probes, e.g. 3")
+    _positive_int("batch_size", config.batch_size, "e.g. 2048")
+    if (
+        isinstance(config.noise_probes, bool)
+        or not isinstance(config.noise_probes, int)
+        or config.noise_probes == 1
+        or config.noise_probes < 0
+    ):
+        raise InputError(
+            f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
+            f"got {config.noise_probes!r}"
+        )
+    check_bool("compare_test", config.compare_test)
+    for name in ("params", "model", "data_dir"):
+        value = getattr(config, name)
+        if isinstance(value, os.PathLike) and name == "data_dir":
+            set_(config, name, value := os.fspath(value))
+        if value is not None and not isinstance(value, str):
+            raise InputError(
+                f"{name} must be a string or None, got {value!r} ({type(value).__name__}); "
+                "e.g. params='net.2.*', model='mlp', data_dir='~/data'"
+            )
+    set_(config, "seed", check_seed(config.seed))
+    set_(config, "dtype", check_dtype(config.dtype))
+    set_(config, "device", check_device(config.device))
 
 
 @dataclass(frozen=True)
@@ -117,26 +160,7 @@ class TrueVsEmpiricalConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
     def __post_init__(self) -> None:
-        if self.matrix not in MATRICES:
-            raise InputError(
-                f"unknown matrix {self.matrix!r}; expected one of {', '.join(MATRICES)}"
-            )
-        _positive_int("views", self.views, "K frozen views per sample, e.g. 9")
-        _positive_int("num_steps", self.num_steps, "Lanczos steps, e.g. 80")
-        _positive_int("num_probes", self.num_probes, "SLQ probes, e.g. 3")
-        _positive_int("batch_size", self.batch_size, "e.g. 2048")
-        if (
-            isinstance(self.noise_probes, bool)
-            or not isinstance(self.noise_probes, int)
-            or self.noise_probes == 1
-            or self.noise_probes < 0
-        ):
-            raise InputError(
-                f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
-                f"got {self.noise_probes!r}"
-            )
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        _check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -419,21 +443,34 @@ def preflight(
     """Refuse, before any work, what :func:`true_vs_empirical` could not finish.
 
     Checks that the data has an augmentation family (the augmented set needs one) and that the
-    Lanczos basis, ``num_probes * (num_steps + 1) * P`` numbers per set (the sets run one after
-    the other), fits in the memory available on the device. Returns its size in bytes.
+    memory the study holds at once fits on the device: the Lanczos basis,
+    ``num_probes * (num_steps + 1) * P`` numbers (the sets run one after the other), plus, with
+    a noise estimate, the random split of the N*K augmented samples into halves (a permutation
+    and the two index halves: 16 bytes per sample). Returns the predicted bytes.
 
     Raises:
         InputError: data without an augmentation family (e.g. blobs, random).
-        MemoryLimitError: the basis would not fit; the message gives both numbers.
+        MemoryLimitError: it would not fit; the message gives the numbers.
     """
     AugmentedViews(train_set, views=config.views, seed=config.seed)
     layout, _ = select_parameters(model, config.params)
     size = layout.size
-    dtype = getattr(torch, config.dtype)
-    steps = min(config.num_steps, size)
-    check_basis_memory(config.num_probes, steps, size, dtype, torch.device(config.device))
-    need = config.num_probes * (steps + 1) * size * torch.empty((), dtype=dtype).element_size()
-    return need
+    basis = basis_bytes(
+        config.num_probes, min(config.num_steps, size), size, getattr(torch, config.dtype)
+    )
+    split = 16 * len(train_set) * config.views if config.noise_probes else 0
+    available = available_memory(torch.device(config.device))
+    if basis + split > available:
+        raise MemoryLimitError(
+            f"this study needs {format_bytes(basis + split)} at once but "
+            f"{format_bytes(available)} is available on {config.device}: the Lanczos basis of "
+            f"{config.num_probes} probes x {min(config.num_steps, size) + 1} vectors x "
+            f"P = {size:,} takes {format_bytes(basis)}, the noise split of N*K = "
+            f"{len(train_set):,} x {config.views:,} augmented samples {format_bytes(split)}; "
+            "use fewer probes, steps or views (or --noise-probes 0), or select fewer parameters "
+            "with --params"
+        )
+    return basis + split
 
 
 def true_vs_empirical(

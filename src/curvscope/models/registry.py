@@ -40,6 +40,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _family(name: str) -> tuple[str, int | None]:
+    if not isinstance(name, str):
+        raise InputError(
+            f"model must be a name (a string) such as 'mlp', got {name!r} ({type(name).__name__})"
+        )
     match = re.fullmatch(r"preresnet(\d+)", name)
     if match:
         return "preresnet", int(match.group(1))
@@ -99,10 +103,25 @@ class ModelSpec:
             "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
         }
 
+    @staticmethod
+    def check_name(name: str) -> None:
+        """Raise :class:`InputError` unless ``name`` is a model :func:`build_model` knows."""
+        _family(name)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["name"], tuple(d["input_shape"]), int(d["num_outputs"]), dict(d["options"]))
+        """Inverse of :meth:`to_dict`; a malformed record raises :class:`InputError`."""
+        try:
+            return cls(
+                d["name"], tuple(d["input_shape"]), int(d["num_outputs"]), dict(d["options"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(
+                "a model record must be a dict with name, input_shape, num_outputs and "
+                f"options (as ModelSpec.to_dict writes it), got {d!r:.200}"
+            ) from None
 
     def build(self, seed: int = 0) -> nn.Module:
         """Construct the model with initial weights fixed by ``seed``.

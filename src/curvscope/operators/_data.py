@@ -82,6 +82,14 @@ class BatchSource:
             )
         elif isinstance(data, Iterable):
             self._data = data
+            # Refuse visibly empty data now, not at the first product (a DataLoader's len is
+            # its number of batches; a re-iterable without len is checked at the first pass).
+            try:
+                empty = len(data) == 0  # type: ignore[arg-type]
+            except TypeError:
+                empty = False
+            if empty:
+                raise self._empty_error()
         else:
             raise InputError(
                 f"data must be a DataLoader, an iterable of (inputs, targets) batches or an "

@@ -41,14 +41,17 @@ class DenseOperator(SymmetricOperator):
         tensor = torch.as_tensor(matrix)
         if tensor.ndim != 2 or tensor.shape[0] != tensor.shape[1]:
             raise InputError(
-                f"DenseOperator expects a square matrix, got shape {tuple(tensor.shape)}"
+                f"DenseOperator expects a square matrix (P, P), got shape {tuple(tensor.shape)}; "
+                "pass the full symmetric matrix, e.g. the Gram matrix A @ A.T of a rectangular A"
             )
         if not tensor.is_floating_point():
             tensor = tensor.to(torch.get_default_dtype())
         tensor = tensor.to(dtype=dtype or tensor.dtype, device=device or tensor.device)
         if not torch.isfinite(tensor).all():
             raise InputError(
-                "DenseOperator expects a finite matrix; it contains NaN or inf entries"
+                f"DenseOperator expects a finite matrix; it contains "
+                f"{int((~torch.isfinite(tensor)).sum())} NaN or inf entries, and a non-finite "
+                "matrix has no spectrum; pass the matrix after fixing how it was computed"
             )
         if symmetry_tol is not None and tensor.numel():
             scale = tensor.abs().max().clamp_min(torch.finfo(tensor.dtype).tiny)

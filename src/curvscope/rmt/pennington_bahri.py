@@ -171,10 +171,12 @@ class PenningtonBahri(PolynomialLaw):
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", _energy(self.eps))
-        object.__setattr__(self, "phi", _positive("phi", self.phi))
+        object.__setattr__(self, "eps", _in_checked_range("eps", _energy(self.eps), 0.0))
+        object.__setattr__(self, "phi", _in_checked_range("phi", _positive("phi", self.phi)))
         object.__setattr__(self, "model", _check_model(self.model))
-        object.__setattr__(self, "scale", _positive("scale", self.scale))
+        object.__setattr__(
+            self, "scale", _in_checked_range("scale", _positive("scale", self.scale))
+        )
 
     def components(self) -> tuple[SpectralLaw, SpectralLaw | None]:
         """``(law of H0, law of H1)``; H1 is ``None`` at ``eps = 0``."""
@@ -243,6 +245,23 @@ class PenningtonBahri(PolynomialLaw):
     def index(self) -> float:
         """``alpha = ∫_{-inf}^0 rho`` (eq. 19): the fraction of negative eigenvalues."""
         return self.mass_between(-math.inf, 0.0) + sum(m for x, m in self.atoms if x < 0)
+
+
+#: The range of phi, scale and eps over which the laws' mass, index and support are checked
+#: (tests/test_rmt_pennington_bahri.py, test_reliability_core_rmt.py): far beyond the paper's
+#: phi <= 1 and eps <= 0.5. Outside it the polynomial roots lose their precision (at phi = 1e300
+#: the law silently lost its mass; at eps = 1e300 the root finder met infinities).
+CHECKED_MIN, CHECKED_MAX = 1e-6, 1e6
+
+
+def _in_checked_range(name: str, value: float, low: float = CHECKED_MIN) -> float:
+    if not low <= value <= CHECKED_MAX:
+        raise InputError(
+            f"{name} = {value:g} lies outside [{low:g}, {CHECKED_MAX:g}], the range where the "
+            f"Pennington-Bahri law is computed to full accuracy; pass a {name} in that range "
+            "(the paper's experiments use phi <= 1, eps <= 0.5)"
+        )
+    return value
 
 
 def pennington_bahri(

@@ -10,6 +10,7 @@ from typing import Literal
 
 import torch
 
+from curvscope._validate import check_seed
 from curvscope.errors import InputError
 
 __all__ = ["ProbeKind", "draw_probes", "make_generator"]
@@ -19,9 +20,7 @@ ProbeKind = Literal["rademacher", "gaussian"]
 
 def make_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (an ``int``)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an int, got {seed!r} ({type(seed).__name__})")
-    return torch.Generator(device="cpu").manual_seed(seed)
+    return torch.Generator(device="cpu").manual_seed(check_seed(seed))
 
 
 def check_probe_kind(probe: str) -> None:

@@ -35,7 +35,7 @@ from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
 
-__all__ = ["LanczosResult", "check_basis_memory", "lanczos", "ritz_pairs"]
+__all__ = ["LanczosResult", "basis_bytes", "check_basis_memory", "lanczos", "ritz_pairs"]
 
 _CHECKPOINT_FORMAT = 2  # 2: adds the operator fingerprint
 _FINGERPRINT_PROBE_SEED = 0x5EED
@@ -168,9 +168,9 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, weights_only=True)
     except Exception as err:  # truncated, random bytes, another pickle: all unreadable
         raise InputError(
-            f"checkpoint {path} could not be read as a curvscope Lanczos checkpoint "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
-            f"it is corrupt, truncated or another kind of file: {_FRESH_START}"
+            f"checkpoint {path} ({path.stat().st_size:,} bytes) could not be read as a curvscope "
+            f"Lanczos checkpoint ({type(err).__name__}); it is corrupt, truncated or another "
+            f"kind of file: {_FRESH_START}"
         ) from None
     required = {"format", "done", "alphas", "betas", "steps", "breakdown", "basis", "generator"}
     if not isinstance(state, dict) or not required <= set(state):
@@ -233,13 +233,17 @@ def _check_same_inputs(
         )
 
 
+def basis_bytes(num_probes: int, num_steps: int, size: int, dtype: torch.dtype) -> int:
+    """Bytes of the Krylov basis: ``num_probes * (num_steps + 1) * size`` numbers of ``dtype``."""
+    return num_probes * (num_steps + 1) * size * torch.empty((), dtype=dtype).element_size()
+
+
 def check_basis_memory(
     num_probes: int, num_steps: int, size: int, dtype: torch.dtype, store: torch.device
 ) -> None:
-    """Raise :class:`MemoryLimitError` unless ``num_probes * (num_steps + 1) * size`` numbers of
-    ``dtype`` (the Krylov basis) fit in the memory available on ``store``."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    needed = num_probes * (num_steps + 1) * size * itemsize
+    """Raise :class:`MemoryLimitError` unless the Krylov basis (:func:`basis_bytes`) fits in the
+    memory available on ``store``."""
+    needed = basis_bytes(num_probes, num_steps, size, dtype)
     available = available_memory(store)
     if needed > available:
         raise MemoryLimitError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from curvscope._outputs import temporary_name
+from curvscope._validate import check_device
 from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.models import ModelSpec, count_parameters
@@ -83,29 +86,104 @@ def save_checkpoint(
     return path
 
 
+_FIX = "pass a checkpoint.pt written by `curvscope train` (or rerun it to write a new one)"
+_KEYS = ("config", "model", "model_state", "optimizer_state", "epoch", "history")
+
+
+def _describe_file(path: Path) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if size == 0:
+        return "it is empty (0 bytes)"
+    kind = "a zip archive, as torch.save writes" if head == b"PK\x03\x04" else "not a zip archive"
+    return f"it has {size:,} bytes and starts with {head!r} ({kind})"
+
+
 def read_checkpoint_dict(path: str | Path, *, map_location: str = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict, after checking that the file is a curvscope checkpoint."""
+    """The raw checkpoint dict, after checking that the file is a curvscope checkpoint.
+
+    Raises:
+        InputError: the path is missing or a folder, the file cannot be unpickled (corrupt,
+            truncated, written by something else), or it lacks the entries a checkpoint holds.
+    """
     path = Path(path)
+    map_location = check_device(map_location, name="map_location")
+    if path.is_dir():
+        inside = (
+            " (it holds a checkpoint.pt: pass that file)"
+            if (path / "checkpoint.pt").is_file()
+            else ""
+        )
+        raise InputError(
+            f"the checkpoint path {str(path)!r} is a folder, not a file{inside}; {_FIX}"
+        )
     if not path.is_file():
         raise InputError(
             f"no checkpoint at {str(path)!r}; pass the checkpoint.pt that `curvscope train` "
             "wrote into its --out folder"
         )
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes on foreign files
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
+        # torch's own message advises weights_only=False, which would run arbitrary code from
+        # the file; a curvscope checkpoint never needs it, so only the facts are reported.
+        foreign = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = (
+            f"it holds a Python object ({foreign.group(1)}) that a curvscope checkpoint never "
+            "contains, so it was written by other code"
+            if foreign
+            else "the file is corrupt, truncated or not a checkpoint (e.g. a copy interrupted "
+            "midway)"
+        )
         raise InputError(
-            f"{str(path)!r} could not be read as a curvscope checkpoint ({type(exc).__name__}: "
-            f"{exc}); pass a checkpoint.pt written by `curvscope train`"
+            f"{str(path)!r} is not a readable curvscope checkpoint: torch could not load it "
+            f"({_describe_file(path)}); {what}; {_FIX}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise InputError(
             f"{str(path)!r} is not a curvscope checkpoint (expected format "
-            f"{CHECKPOINT_FORMAT!r}, found {found!r}); pass a checkpoint.pt written by "
-            "`curvscope train`"
+            f"{CHECKPOINT_FORMAT!r}, found {found!r}); {_FIX}"
+        )
+    missing = [k for k in _KEYS if k not in payload]
+    if missing:
+        raise InputError(
+            f"{str(path)!r} is an incomplete curvscope checkpoint: it lacks {', '.join(missing)} "
+            f"(expected {', '.join(_KEYS)}); {_FIX}"
         )
     return payload
+
+
+def _load_weights(net: nn.Module, state: Any, path: Path) -> None:
+    """``load_state_dict`` with a message naming the mismatched entries instead of torch's."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(
+            f"{str(path)!r}: model_state must map parameter names to tensors, got "
+            f"{type(state).__name__}; the checkpoint was altered after it was written. {_FIX}"
+        )
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} instead of {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"missing {', '.join(missing)}" if missing else "",
+            f"unexpected {', '.join(unexpected)}" if unexpected else "",
+            f"wrong shapes ({'; '.join(shapes)})" if shapes else "",
+        ]
+        raise InputError(
+            f"{str(path)!r}: the saved weights do not fit the model the checkpoint describes "
+            f"({'; '.join(p for p in parts if p)}); the checkpoint was altered or its config "
+            f"does not match its weights. {_FIX}"
+        )
+    net.load_state_dict(state)
 
 
 def load_checkpoint(
@@ -124,25 +202,41 @@ def load_checkpoint(
         >>> ckpt.history[-1]["test_accuracy"]  # doctest: +SKIP
     """
     payload = read_checkpoint_dict(path, map_location=map_location)
-    spec = ModelSpec.from_dict(payload["model"])
+    path = Path(path)
+    try:
+        spec = ModelSpec.from_dict(payload["model"])
+        config = TrainConfig.from_dict(payload["config"])
+    except InputError as exc:
+        raise InputError(
+            f"{str(path)!r} records an invalid model or training config ({exc}); the checkpoint "
+            f"was altered after it was written. {_FIX}"
+        ) from None
     if model is not None and spec.name != model:
         raise InputError(
             f"checkpoint {str(path)!r} holds a {spec.name!r} model, but {model!r} was asked "
             f"for; pass a checkpoint of a {model!r} model, or ask for {spec.name!r}"
         )
-    config = TrainConfig.from_dict(payload["config"])
     net = spec.build(seed=config.seed)
-    net.load_state_dict(payload["model_state"])
+    _load_weights(net, payload["model_state"], path)
     net.to(device=map_location, dtype=getattr(torch, config.dtype))
     net.eval()
+    try:
+        epoch = int(payload["epoch"])
+        history = [dict(h) for h in payload["history"]]
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{str(path)!r}: epoch must be an integer and history a list of dicts, got "
+            f"{payload['epoch']!r:.40} and {type(payload['history']).__name__}; the checkpoint "
+            f"was altered after it was written. {_FIX}"
+        ) from None
     return Checkpoint(
         model=net,
         spec=spec,
         config=config,
-        history=list(payload["history"]),
-        epoch=int(payload["epoch"]),
-        version=str(payload["curvscope_version"]),
-        num_parameters=int(payload["num_parameters"]),
+        history=history,
+        epoch=epoch,
+        version=str(payload.get("curvscope_version", "unknown")),
+        num_parameters=count_parameters(net),
         optimizer_state=payload["optimizer_state"],
         path=Path(path),
     )

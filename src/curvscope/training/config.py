@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from curvscope._validate import (
+    DTYPES,
+    check_bool,
+    check_device,
+    check_dtype,
+    check_int,
+    check_real,
+    check_seed,
+)
+from curvscope.data.registry import DATASETS
 from curvscope.errors import InputError
+from curvscope.models.registry import ModelSpec
 from curvscope.training.schedules import SCHEDULE_PRESETS
 
 __all__ = ["DTYPES", "TrainConfig"]
 
-DTYPES = ("float32", "float64")
+# False while a recorded config is read back (see from_dict).
+_CHECK_AVAILABLE: ContextVar[bool] = ContextVar("_CHECK_AVAILABLE", default=True)
 
 
 @dataclass(frozen=True)
@@ -62,22 +76,47 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if not self.lr > 0:
-            raise InputError(f"lr (alpha_0) must be positive, got {self.lr!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise InputError(f"momentum must lie in [0, 1), got {self.momentum!r}")
-        if not self.weight_decay >= 0:
-            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0.0 <= self.final_ratio <= 1.0:
-            raise InputError(f"final_ratio must lie in [0, 1], got {self.final_ratio!r}")
+        set_ = object.__setattr__  # frozen: store the canonical form of each checked value
+        for name, hint in (
+            ("batch_size", "e.g. 32"),
+            ("epochs", "e.g. 40"),
+            ("eval_batch_size", "e.g. 1000"),
+        ):
+            set_(self, name, check_int(name, getattr(self, name), minimum=1, hint=hint))
+        set_(self, "lr", check_real("lr (alpha_0)", self.lr, low=0, low_open=True, hint="e.g. 0.1"))
+        set_(self, "momentum", check_real("momentum", self.momentum, low=0, high=1, high_open=True))
+        set_(self, "weight_decay", check_real("weight_decay", self.weight_decay, low=0))
+        set_(self, "final_ratio", check_real("final_ratio", self.final_ratio, low=0, high=1))
+        set_(self, "augment", check_bool("augment", self.augment))
+        set_(self, "seed", check_seed(self.seed))
+        for name in ("model", "data", "preset"):
+            if not isinstance(getattr(self, name), str):
+                raise InputError(
+                    f"{name} must be a name (a string), got {getattr(self, name)!r} "
+                    f"({type(getattr(self, name)).__name__}); e.g. model='mlp', data='digits'"
+                )
+        if self.data not in DATASETS:
+            raise InputError(
+                f"unknown dataset {self.data!r}; expected one of {', '.join(DATASETS)}"
+            )
+        ModelSpec.check_name(self.model)
+        for name in ("model_options", "data_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise InputError(
+                    f"{name} must be a dict of keyword options, got {getattr(self, name)!r}; "
+                    'e.g. {"hidden": [32]}'
+                )
+        if isinstance(self.data_dir, os.PathLike):
+            set_(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise InputError(
+                f"data_dir must be a folder path or None, got {self.data_dir!r} "
+                f"({type(self.data_dir).__name__})"
+            )
         if self.loss not in ("auto", "cross_entropy", "mse"):
             raise InputError(f"loss must be 'auto', 'cross_entropy' or 'mse', got {self.loss!r}")
-        if self.dtype not in DTYPES:
-            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        set_(self, "dtype", check_dtype(self.dtype))
+        set_(self, "device", check_device(self.device, available=_CHECK_AVAILABLE.get()))
 
     @classmethod
     def from_preset(cls, preset: str, **fields: Any) -> TrainConfig:
@@ -103,11 +142,25 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`InputError`."""
+        if not isinstance(d, dict):
+            raise InputError(
+                f"a training config must be a dict (as TrainConfig.to_dict writes it), got "
+                f"{type(d).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise InputError(f"training config has unknown keys {sorted(unknown)}")
-        return cls(**d)
+            raise InputError(
+                f"training config has unknown keys {sorted(unknown)}; expected only "
+                f"{', '.join(sorted(known))} (was it written by another curvscope version?)"
+            )
+        # A checkpoint trained on a GPU must stay readable on a CPU-only machine: the recorded
+        # device is checked for spelling only (train() checks the device it will run on).
+        token = _CHECK_AVAILABLE.set(False)
+        try:
+            return cls(**d)
+        finally:
+            _CHECK_AVAILABLE.reset(token)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""
