@@ -216,3 +216,35 @@ def test_spectrum_refuses_views_whose_noise_split_does_not_fit(trained, tmp_path
     )
     _clean_error(res, 1, "the noise split of N*K")
     assert "TiB" in res.output and "--noise-probes 0" in res.output
+
+
+def test_theory_folder_is_refused_then_replaced_whole_with_force(tmp_path):
+    out = tmp_path / "figs"
+    args = ("theory", "--phi", "0.5", "--eps", "0.1", "--num-eps", "5", "--out", str(out))
+    assert _cli(*args).exit_code == 0
+    (out / "stale.png").write_bytes(b"old")
+    _clean_error(_cli(*args), 2, "already holds files")
+    assert (out / "stale.png").exists()
+    res = _cli(*args, "--force", "--json")
+    assert res.exit_code == 0, res.output
+    assert not (out / "stale.png").exists() and (out / "densities.png").exists()
+    files = _strict_json(res.output)["files"]
+    assert all(Path(p).parent == out and Path(p).exists() for p in files.values())
+
+
+def test_an_error_after_a_progress_bar_starts_its_own_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "curvscope", *_TRAIN, "--lr", "1e6", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    # the bar is cleared (\r) before the message; what a terminal shows last is the message
+    last = proc.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("Error: the training loss became"), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -6,7 +6,6 @@ Presentation only: it builds laws and curves with :mod:`curvscope.rmt`, draws th
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import click
 import numpy as np
 
+from curvscope._outputs import OutputFolder, json_text
 from curvscope.cli._main import main
 from curvscope.cli._options import seed_option
-from curvscope.errors import CurvscopeError
 from curvscope.rmt import (
     MODELS,
     critical_energy,
@@ -139,16 +138,12 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     help="Folder for the PNG files (created if missing).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of text.")
-def theory(**options: Any) -> None:
-    """Draw the paper-001 Hessian densities, index curves and eps_c(phi) to PNG files."""
-    # curvscope's own errors (a law refusing its parameters) are usage errors, not tracebacks.
-    try:
-        _theory(**options)
-    except CurvscopeError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _theory(
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --out folder (written whole at the end).",
+)
+def theory(
     phi: float,
     eps_values: list[float],
     model: str,
@@ -160,14 +155,12 @@ def _theory(
     seed: int,
     out_dir: Path,
     as_json: bool,
+    force: bool,
 ) -> None:
-    from curvscope.plots.theory import (
-        plot_critical_energy,
-        plot_densities,
-        plot_density,
-        plot_index_curves,
-    )
+    """Draw the paper-001 Hessian densities, index curves and eps_c(phi) to PNG files.
 
+    The folder is written whole at the end (an existing --out is replaced only with --force).
+    """
     if model == "improved" and max([phi, *index_phis]) > 2.06:
         raise click.BadParameter(
             f"the improved model's eps_c (eq. 32) needs phi <= 2.06, got "
@@ -180,18 +173,49 @@ def _theory(
             "--sample-size 400",
             param_hint="--sample-size",
         )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".curvscope-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot write the figures into {str(out_dir)!r} ({exc.strerror or exc}); pass an "
-            "--out folder you can write to"
-        ) from None
-    files: dict[str, str] = {}
+    args = (phi, eps_values, model, scale, index_phis, eps_max, num_eps, sample_size, seed)
+    names = ("phi", "eps", "model", "scale", "index_phis", "eps_max", "num_eps", "sample", "seed")
+    settings = {"command": "theory", **dict(zip(names, args))}
+    with OutputFolder(out_dir, settings=settings, force=force) as folder:
+        report = _draw(
+            folder.staging,
+            phi,
+            eps_values,
+            model,
+            scale,
+            index_phis,
+            eps_max,
+            num_eps,
+            sample_size,
+            seed,
+        )
+        folder.commit()
+    report["files"] = {name: str(out_dir / f"{name}.png") for name in report.pop("names")}
+    _print(report, as_json)
 
+
+def _draw(
+    staging: Path,
+    phi: float,
+    eps_values: list[float],
+    model: str,
+    scale: float,
+    index_phis: list[float],
+    eps_max: float,
+    num_eps: int,
+    sample_size: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Draw every figure into ``staging``; the numbers, with the figure names under "names"."""
+    from curvscope.plots.theory import (
+        plot_critical_energy,
+        plot_densities,
+        plot_density,
+        plot_index_curves,
+    )
+
+    out_dir = staging
+    files: dict[str, str] = {}
     laws = [pennington_bahri(e, phi, model=model, scale=scale) for e in eps_values]
     fig = plot_densities(
         laws,
@@ -253,11 +277,16 @@ def _theory(
             "index_sampled": float(np.mean(ev < 0)),
             "index_theory": law.index,
         }
-    report["files"] = files
+    report["names"] = list(files)
+    return report
 
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json_text(report))
         return
+    phi, model, scale = report["phi"], report["model"], report["scale"]
+    files = report["files"]
     click.echo(f"model {model}, scale {scale:g}, phi {phi:g}: eps_c = {report['critical_energy']}")
     for d in report["densities"]:
         click.echo(f"  eps = {d['eps']:<8g} index alpha = {d['index']:.6f}")
