@@ -172,7 +172,7 @@ def train(
     checkpoint = None
     bar = tqdm(
         total=(final - epoch) * steps,
-        disable=not progress,
+        disable=not progress or final <= epoch,
         unit="step",
         desc=f"train {config.model} on {config.data}",
         leave=False,
