@@ -5,7 +5,19 @@
 - :func:`split_half_noise` — the Theorem-1 noise scale by the split-half estimator (§1.4(a)).
 """
 
+from curvscope.experiments.config import StudyConfig
 from curvscope.experiments.noise import NoiseEstimate, split_half_noise
+from curvscope.experiments.registry import (
+    STUDIES,
+    Claim,
+    FigureRef,
+    Section,
+    Study,
+    Table,
+    Text,
+    get_study,
+    register,
+)
 from curvscope.experiments.true_vs_empirical import (
     MATRICES,
     TrueVsEmpiricalConfig,
@@ -18,10 +30,20 @@ from curvscope.experiments.true_vs_empirical import (
 
 __all__ = [
     "MATRICES",
+    "STUDIES",
+    "Claim",
+    "FigureRef",
     "NoiseEstimate",
+    "Section",
+    "Study",
+    "StudyConfig",
+    "Table",
+    "Text",
     "TrueVsEmpiricalConfig",
     "TrueVsEmpiricalResult",
+    "get_study",
     "make_operator",
+    "register",
     "split_half_noise",
     "summarize_density",
     "theorem1_comparison",
