@@ -53,7 +53,7 @@ def test_run_human_output_names_the_numbers(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--model", "resnet9"), "unknown model 'resnet9'"),
-        (("--data", "mnist"), "unknown dataset 'mnist'"),
+        (("--data", "imagenet"), "unknown dataset 'imagenet'"),
         (("--data", "cifar10", "--data-dir", "/nonexistent/cifar"), "does not exist"),
         (("--data", "cifar10"), "pass its location with"),
         (("--views", "0"), "Invalid value for '--views'"),

@@ -57,7 +57,7 @@ def test_preresnet110_on_fake_cifar10_starts(tmp_path):
 def test_bad_input_gives_message_and_nonzero_exit_without_traceback(tmp_path):
     cases = [
         (("--model", "resnet9"), "unknown model 'resnet9'"),
-        (("--data", "mnist"), "unknown dataset 'mnist'"),
+        (("--data", "imagenet"), "unknown dataset 'imagenet'"),
         (
             ("--data", "cifar10", "--model", "cnn", "--data-dir", str(tmp_path / "none")),
             "does not exist",

@@ -88,8 +88,8 @@ def test_shuffled_loader_uses_the_given_generator_only():
 
 
 def test_dataset_errors_are_clear():
-    with pytest.raises(InputError, match=r"unknown dataset 'mnist'.*expected one of"):
-        load_dataset("mnist")
+    with pytest.raises(InputError, match=r"unknown dataset 'imagenet'.*expected one of"):
+        load_dataset("imagenet")
     with pytest.raises(InputError, match="split must be 'train' or 'test'"):
         load_dataset("digits", "val")
     with pytest.raises(InputError, match="does not take"):

@@ -120,7 +120,7 @@ def test_the_largest_seed_is_accepted() -> None:
         ("augment", "no", r"augment must be True or False, got 'no' \(str\); pass augment=True"),
         ("model", 3, r"model must be a name \(a string\), got 3 \(int\); e.g. model='mlp'"),
         ("model", "resnet", r"unknown model 'resnet'; expected one of mlp"),
-        ("data", "mnist", r"unknown dataset 'mnist'; expected one of digits"),
+        ("data", "imagenet", r"unknown dataset 'imagenet'; expected one of digits"),
         ("data_dir", 3, r"data_dir must be a folder path or None, got 3 \(int\)"),
         ("model_options", [32], r"model_options must be a dict of keyword options"),
         ("dtype", "float16", r"dtype must be one of 'float32', 'float64'.*got 'float16'"),

@@ -12,7 +12,7 @@ import click
 import torch
 
 from curvscope._validate import DTYPES, SEED_MAX, check_device
-from curvscope.data import DATASETS
+from curvscope.data import DATASETS, dataset_options
 from curvscope.errors import InputError
 
 
@@ -123,8 +123,56 @@ def model_options(hidden: str, activation: str, model: str) -> dict[str, Any]:
     return {"hidden": parse_hidden(hidden), "activation": activation} if model == "mlp" else {}
 
 
+def parse_option_value(text: str) -> bool | int | float | str | None:
+    """``"true"``/``"false"`` -> bool, ``"none"`` -> None, then int, float, else the string."""
+    word = text.strip()
+    lowered = word.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(word)
+        except ValueError:
+            pass
+    return word
+
+
+def parse_data_options(data: str, pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``--data-option key=value`` pairs -> typed keyword options of ``load_dataset(data, ...)``.
+
+    Unknown keys, a missing ``=`` and a key given twice are usage errors that name the
+    dataset's options.
+    """
+    known = dataset_options(data) if data in DATASETS else ()
+    listing = ", ".join(known) or "(none)"
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(
+                f"expected key=value (e.g. per_class=10), got {pair!r}; the options of "
+                f"--data {data} are {listing}",
+                param_hint="--data-option",
+            )
+        if key not in known:
+            raise click.BadParameter(
+                f"dataset {data!r} has no option {key!r}; its options are {listing}",
+                param_hint="--data-option",
+            )
+        if key in options:
+            raise click.BadParameter(
+                f"{key} is given twice ({key}={options[key]!r} and {pair!r}); give it once",
+                param_hint="--data-option",
+            )
+        options[key] = parse_option_value(value)
+    return options
+
+
 def model_data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--model --data --data-dir --hidden --activation``."""
+    """``--model --data --data-dir --data-option --hidden --activation``."""
     options = [
         click.option(
             "--model",
@@ -143,7 +191,18 @@ def model_data_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--data-dir",
             type=click.Path(path_type=Path),
             default=None,
-            help="Folder holding cifar-10-batches-py/ or cifar-100-python/ (never downloaded).",
+            help="Folder holding cifar-10-batches-py/, cifar-100-python/ or the MNIST IDX "
+            "files (never downloaded).",
+        ),
+        click.option(
+            "--data-option",
+            "data_option",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Dataset option, repeatable: e.g. per_class=10, size=4, grayscale=true, "
+            "whiten=zca (mnist, cifar*, digits); std=2.0, num_samples=500 (blobs); "
+            "labels=teacher (random-classes). Values are read as int, float, true/false, none "
+            "or text.",
         ),
         click.option(
             "--hidden",

@@ -14,7 +14,13 @@ import click
 
 from curvscope._outputs import OutputFolder
 from curvscope.cli._main import main
-from curvscope.cli._options import model_data_options, model_options, seed_option, torch_threads
+from curvscope.cli._options import (
+    model_data_options,
+    model_options,
+    parse_data_options,
+    seed_option,
+    torch_threads,
+)
 from curvscope.cli.spectrum import report_result, run_study, spectrum_options
 from curvscope.cli.train import describe_training, train_into, train_settings
 from curvscope.data import DATASETS, load_dataset
@@ -71,6 +77,7 @@ def run_command(
     model: str,
     data: str,
     data_dir: Path | None,
+    data_option: tuple[str, ...],
     hidden: str,
     activation: str,
     epochs: int,
@@ -128,6 +135,7 @@ def run_command(
         augment=not no_augment,
         seed=seed,
         model_options=model_options(hidden, activation, model),
+        data_options=parse_data_options(data, data_option),
         data_dir=None if data_dir is None else str(data_dir),
         device=device,
         dtype=dtype,  # type: ignore[arg-type]
@@ -152,7 +160,9 @@ def run_command(
     with OutputFolder(out, settings=settings, force=force) as folder, torch_threads(threads):
         # Everything that would fail after training is checked before it.
         staged = dataclasses.replace(config, checkpoint=str(folder.path("checkpoint.pt")))
-        train_set = load_dataset(data, "train", data_dir=train_config.data_dir, seed=seed)
+        train_set = load_dataset(
+            data, "train", data_dir=train_config.data_dir, seed=seed, **train_config.data_options
+        )
         spec = ModelSpec(
             model, train_set.input_shape, train_set.num_outputs, train_config.model_options
         )

@@ -14,6 +14,7 @@ from curvscope.cli._options import (
     dtype_option,
     model_data_options,
     model_options,
+    parse_data_options,
     seed_option,
     threads_option,
     torch_threads,
@@ -109,6 +110,7 @@ def train_command(
     model: str,
     data: str,
     data_dir: Path | None,
+    data_option: tuple[str, ...],
     hidden: str,
     activation: str,
     schedule: str | None,
@@ -157,6 +159,7 @@ def train_command(
         if value is not None:
             base[key] = value
     options = model_options(hidden, activation, model)
+    data_options = parse_data_options(data, data_option)
     config = TrainConfig(
         batch_size=batch_size,
         weight_decay=weight_decay,
@@ -169,6 +172,7 @@ def train_command(
         augment=not no_augment,
         seed=seed,
         model_options=options,
+        data_options=data_options,
         data_dir=None if data_dir is None else str(data_dir),
         preset=preset,
         device=device,

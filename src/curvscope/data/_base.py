@@ -175,6 +175,8 @@ class BatchLoader:
     Without shuffling every pass yields identical batches, in order, with a ragged last batch
     unless ``drop_last`` — what a curvature operator needs (its matrix must be fixed). With
     ``shuffle=True`` a permutation is drawn from ``generator`` at the start of each pass.
+    With ``indices`` the loader yields only those items, in that order (a fixed subset, e.g. a
+    half of the training set for the split-half noise estimate; no copy of the data is made).
 
     Args:
         dataset: the dataset.
@@ -182,6 +184,14 @@ class BatchLoader:
         shuffle: draw a new order each pass (requires ``generator``).
         generator: a seeded :class:`torch.Generator`; the global RNG is never used.
         drop_last: drop a ragged last batch.
+        indices: 1-D integer tensor of item indices to yield, or ``None`` for every item.
+
+    Example:
+        >>> from curvscope.data import make_blobs
+        >>> data = make_blobs(10)
+        >>> loader = BatchLoader(data, 2, indices=torch.tensor([4, 0, 7]))
+        >>> [len(x) for x, _ in loader], loader.num_samples
+        ([2, 1], 3)
     """
 
     def __init__(
@@ -192,6 +202,7 @@ class BatchLoader:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
+        indices: torch.Tensor | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(
@@ -207,16 +218,45 @@ class BatchLoader:
         self.shuffle = shuffle
         self.generator = generator
         self.drop_last = drop_last
+        self.indices = None if indices is None else _check_indices(indices, len(dataset))
+
+    @property
+    def num_samples(self) -> int:
+        """Number of items one pass yields (before ``drop_last``)."""
+        return len(self.dataset) if self.indices is None else int(self.indices.numel())
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.dataset)
+        n = self.num_samples
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        if self.indices is not None:
+            order = self.indices if order is None else self.indices[order]
         for b in range(len(self)):
             start, stop = b * self.batch_size, min((b + 1) * self.batch_size, n)
             # In order, each batch makes its own indices: memory O(batch), not O(N).
             index = order[start:stop] if order is not None else torch.arange(start, stop)
             yield self.dataset.get_batch(index)
+
+
+def _check_indices(indices: object, n: int) -> torch.Tensor:
+    """A 1-D int64 tensor of item indices in ``[0, n)``, or an error that says what to pass."""
+    fix = "pass a 1-D integer tensor of item indices, e.g. torch.tensor([0, 5, 9])"
+    if not isinstance(indices, torch.Tensor):
+        raise InputError(f"indices must be a torch.Tensor, got {type(indices).__name__}; {fix}")
+    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+        raise InputError(f"indices must be integers, got dtype {indices.dtype}; {fix}")
+    if indices.dim() != 1 or indices.numel() == 0:
+        raise InputError(
+            f"indices must be a non-empty 1-D tensor, got shape {tuple(indices.shape)}; {fix}"
+        )
+    indices = indices.to(torch.int64)
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= n:
+        raise InputError(
+            f"indices must lie in [0, {n}) for a dataset of {n} items, got values from {low} "
+            f"to {high}; {fix}"
+        )
+    return indices

@@ -1,4 +1,5 @@
-"""Synthetic datasets: Gaussian blobs (paper 003 §3) and random memorisation (paper 001 §6.4)."""
+"""Synthetic datasets: Gaussian blobs (paper 003 §3), random memorisation (paper 001 §6.4) and
+random-input classification (paper 003 §2.2)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from curvscope.data._base import TensorDataset
 from curvscope.errors import InputError
 
-__all__ = ["make_blobs", "make_random"]
+__all__ = ["make_blobs", "make_random", "make_random_classes"]
 
 
 def _check_positive_int(value: object, what: str) -> None:
@@ -66,3 +67,58 @@ def make_random(
     x = torch.randn(num_samples, input_dim, generator=gen)
     y = torch.randn(num_samples, output_dim, generator=gen)
     return TensorDataset(x, y, name="random", num_classes=None)
+
+
+def make_random_classes(
+    num_samples: int = 1000,
+    *,
+    input_dim: int = 784,
+    num_classes: int = 10,
+    labels: str = "random",
+    seed: int = 0,
+    teacher_seed: int | None = None,
+) -> TensorDataset:
+    """Standard-normal input vectors with class labels, random or from a random linear teacher.
+
+    Paper 003 §2.2 (Sagun, Bottou & LeCun) keeps the MNIST network and replaces the inputs by
+    "random patterns"; the distribution is unspecified, so (spec ``theory.md`` §4.1) the inputs
+    are iid N(0, 1). ``labels="random"`` draws each label uniformly (nothing to learn but
+    memorisation); ``labels="teacher"`` labels each input by a fixed random linear map,
+
+    .. math:: y_n = \\arg\\max_k (x_n^T W)_k,\\quad W_{ik} \\sim N(0, 1),
+
+    so the task is learnable and a test split drawn with another ``seed`` but the same
+    ``teacher_seed`` shares the teacher.
+
+    Args:
+        num_samples: N.
+        input_dim: length of each input vector (784 = 28 x 28 as in the paper).
+        num_classes: number of classes (>= 2).
+        labels: ``"random"`` or ``"teacher"``.
+        seed: seed of the inputs (and of random labels).
+        teacher_seed: seed of the teacher ``W`` (defaults to ``seed``).
+
+    Example:
+        >>> data = make_random_classes(6, input_dim=3, num_classes=2, labels="teacher")
+        >>> data.input_shape, data.num_classes, data.task
+        ((3,), 2, 'classification')
+    """
+    for value, what in ((num_samples, "num_samples"), (input_dim, "input_dim")):
+        _check_positive_int(value, what)
+    _check_positive_int(num_classes, "num_classes")
+    if num_classes < 2:
+        raise InputError(f"num_classes must be at least 2, got {num_classes}")
+    if labels not in ("random", "teacher"):
+        raise InputError(
+            f"labels must be 'random' (uniform labels) or 'teacher' (argmax of a random linear "
+            f"map), got {labels!r}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_samples, input_dim, generator=gen)
+    if labels == "random":
+        y = torch.randint(num_classes, (num_samples,), generator=gen)
+    else:
+        teacher = torch.Generator().manual_seed(seed if teacher_seed is None else teacher_seed)
+        w = torch.randn(input_dim, num_classes, generator=teacher)
+        y = (x @ w).argmax(dim=1)
+    return TensorDataset(x, y.to(torch.int64), name="random-classes", num_classes=num_classes)

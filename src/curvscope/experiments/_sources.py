@@ -1,52 +1,25 @@
-"""Re-iterable batch sources over subsets of a curvscope dataset (no copies of the data).
+"""Halves of a training set as batch sources (no copies of the data).
 
-The curvature operators accept any re-iterable of ``(inputs, targets)`` batches; these sources
-feed them a fixed subset of items (a half of the training set for the split-half noise estimate
-of spec ``theory.md`` §1.4(a)), in a fixed order, computed batch by batch.
+The curvature operators accept any re-iterable of ``(inputs, targets)`` batches; a
+:class:`~curvscope.data.BatchLoader` over an index subset feeds them a fixed half of the
+training set for the split-half noise estimate of spec ``theory.md`` §1.4(a), in a fixed order,
+computed batch by batch. Every pass yields the same batches (frozen views stay frozen because
+:class:`~curvscope.data.AugmentedViews` keys each view by its item index).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
-from curvscope.data import AugmentedViews, CurvscopeDataset, TensorDataset
+from curvscope.data import AugmentedViews, BatchLoader, TensorDataset
 from curvscope.errors import InputError
 
-__all__ = ["SubsetBatches", "split_halves"]
-
-
-class SubsetBatches:
-    """The items ``indices`` of ``dataset`` in that order, as batches of ``batch_size``.
-
-    Re-iterable and deterministic: every pass yields the same batches (frozen views stay frozen
-    because :class:`~curvscope.data.AugmentedViews` keys each view by its item index).
-    """
-
-    def __init__(self, dataset: CurvscopeDataset, indices: torch.Tensor, batch_size: int) -> None:
-        if batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.dataset = dataset
-        self.indices = indices.to(torch.int64)
-        self.batch_size = int(batch_size)
-
-    def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        """Number of items the source yields per pass."""
-        return len(self.indices)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.indices), self.batch_size):
-            yield self.dataset.get_batch(self.indices[start : start + self.batch_size])
+__all__ = ["split_halves"]
 
 
 def split_halves(
     dataset: TensorDataset | AugmentedViews, *, seed: int, batch_size: int
-) -> tuple[SubsetBatches, SubsetBatches]:
+) -> tuple[BatchLoader, BatchLoader]:
     """Two disjoint halves of equal size, split by *sample* (spec §1.4(a)).
 
     For an :class:`~curvscope.data.AugmentedViews` set all K views of a sample go to the same
@@ -70,5 +43,5 @@ def split_halves(
         part = part.sort().values
         if isinstance(dataset, AugmentedViews):
             part = torch.cat([part + j * n for j in range(dataset.views)])
-        halves.append(SubsetBatches(dataset, part, batch_size))
+        halves.append(BatchLoader(dataset, batch_size, indices=part))
     return halves[0], halves[1]
