@@ -525,7 +525,7 @@ def build_cases() -> list[Case]:
 
     # CLI: train flags and data
     train_bad = {
-        "data-mnist": ["--data", "mnist"],
+        "data-imagenet": ["--data", "imagenet"],
         "model-resnet": ["--model", "resnet"],
         "hidden-text": ["--hidden", "a"],
         "hidden-0": ["--hidden", "0"],
@@ -662,7 +662,7 @@ def build_cases() -> list[Case]:
         # one the views are lazy and cost no memory, only time.
         cli(_spectrum_on(lambda ws: ws.checkpoint, "--views", "1000000000", "--noise-probes", "2")),
     )
-    add("cli-run-data-mnist", "cli-run", cli(_with("run", "--data", "mnist")))
+    add("cli-run-data-imagenet", "cli-run", cli(_with("run", "--data", "imagenet")))
     add("cli-run-model-foo", "cli-run", cli(_with("run", "--model", "foo")))
 
     # API: TrainConfig
@@ -690,7 +690,7 @@ def build_cases() -> list[Case]:
         "dtype-torch-float16": {"dtype": torch.float16},
         "model-int": {"model": 3},
         "model-unknown": {"model": "resnet"},
-        "data-unknown": {"data": "mnist"},
+        "data-unknown": {"data": "imagenet"},
         "data-dir-int": {"data_dir": 3},
         "model-options-list": {"model_options": [32]},
         "loss-l1": {"loss": "l1"},
@@ -771,7 +771,7 @@ def build_cases() -> list[Case]:
 
     # API: datasets and models
     data_bad = {
-        "unknown": lambda ws: _data("mnist"),
+        "unknown": lambda ws: _data("imagenet"),
         "split-val": lambda ws: _data("digits", "val"),
         "cifar-no-dir": lambda ws: _data("cifar10"),
         "cifar-random-bytes": lambda ws: _data(
