@@ -8,6 +8,12 @@
 from curvscope.experiments.noise import NoiseEstimate, split_half_noise
 from curvscope.experiments.true_vs_empirical import (
     MATRICES,
+    DataIdentity,
+    ObservedExtremes,
+    SetSummary,
+    Theorem1Comparison,
+    Theorem1Forward,
+    Theorem1Reverse,
     TrueVsEmpiricalConfig,
     TrueVsEmpiricalResult,
     make_operator,
@@ -18,7 +24,13 @@ from curvscope.experiments.true_vs_empirical import (
 
 __all__ = [
     "MATRICES",
+    "DataIdentity",
     "NoiseEstimate",
+    "ObservedExtremes",
+    "SetSummary",
+    "Theorem1Comparison",
+    "Theorem1Forward",
+    "Theorem1Reverse",
     "TrueVsEmpiricalConfig",
     "TrueVsEmpiricalResult",
     "make_operator",
