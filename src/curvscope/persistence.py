@@ -273,7 +273,7 @@ def save(result: Any, path: str | os.PathLike[str]) -> Path:
         "save_id": save_id,
         "data": data,
     }
-    text = json.dumps(payload, indent=1, sort_keys=True, allow_nan=False)
+    text = json.dumps(payload, indent=1, allow_nan=False)  # key order kept: dicts round-trip
     stem.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **encoder.arrays, **{_SAVE_ID: np.array(save_id)})
