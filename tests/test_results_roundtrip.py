@@ -376,3 +376,20 @@ def test_save_refuses_what_it_cannot_read_back(tmp_path: Path) -> None:
         persistence.save(
             dataclasses.replace(_data_identity(), options={"a": np.array([None])}), tmp_path / "o"
         )
+
+
+def test_persistence_is_the_bottom_layer() -> None:
+    """It imports nothing of curvscope above errors/_outputs/_version, and torch only lazily."""
+    import ast
+
+    tree = ast.parse(Path(persistence.__file__).read_text())
+    for node in tree.body:  # module level
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        for name in names:
+            assert not name.startswith("torch"), name
+            if name.startswith("curvscope"):
+                assert name in {"curvscope.errors", "curvscope._outputs", "curvscope._version"}
