@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,30 +70,28 @@ def test_split_halves_are_disjoint_equal_and_keep_views_of_a_sample_together() -
 
 
 def test_theorem1_comparison_against_hand_values() -> None:
-    emp = {"smallest": -0.3, "largest": 0.6}
-    aug = {"smallest": -0.01, "largest": 0.5}
-    noise = {"noise_scale": 0.1, "s2": 0.01}
+    emp = SimpleNamespace(smallest=-0.3, largest=0.6)  # what it reads of a SetSummary
+    aug = SimpleNamespace(smallest=-0.01, largest=0.5)
+    noise = SimpleNamespace(noise_scale=0.1, s2=0.01)  # ... and of a NoiseEstimate
     out = theorem1_comparison(
         emp,
         aug,
         noise_empirical=noise,
-        noise_augmented={"s2": 0.0025},
+        noise_augmented=SimpleNamespace(s2=0.0025),
         num_params=100,
         num_train=50,
         views=4,
     )
-    assert out["shrinks"] and out["q_empirical"] == 2 and out["q_augmented_nominal"] == 0.5
-    fwd = out["forward"]
-    assert fwd["predicted_largest"] == pytest.approx(
-        0.5 + 0.01 / 0.5
-    )  # outlier lambda + s^2/lambda
-    assert fwd["predicted_smallest"] == pytest.approx(-0.2)  # |-0.01| < s: absorbed, edge -2s
-    assert fwd["smallest_from_noise"] and not fwd["largest_from_noise"]
-    rev = out["reverse"]["predicted_true"]
+    assert out.shrinks and out.q_empirical == 2 and out.q_augmented_nominal == 0.5
+    fwd = out.forward
+    assert fwd.predicted_largest == pytest.approx(0.5 + 0.01 / 0.5)  # outlier lambda + s^2/lambda
+    assert fwd.predicted_smallest == pytest.approx(-0.2)  # |-0.01| < s: absorbed, edge -2s
+    assert fwd.smallest_from_noise and not fwd.largest_from_noise
+    rev = out.reverse.predicted_true
     assert rev[1] == pytest.approx((0.6 + np.sqrt(0.36 - 0.04)) / 2)
     assert rev[0] == pytest.approx((-0.3 - np.sqrt(0.09 - 0.04)) / 2)
-    assert out["effective_num_augmented"] == pytest.approx(50 * 4)
+    assert out.effective_num_augmented == pytest.approx(50 * 4)
     no_noise = theorem1_comparison(
         aug, emp, noise_empirical=None, noise_augmented=None, num_params=1, num_train=1, views=1
     )
-    assert no_noise["forward"] is None and not no_noise["shrinks"]
+    assert no_noise.forward is None and not no_noise.shrinks

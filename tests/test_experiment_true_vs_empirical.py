@@ -10,7 +10,7 @@ import torch
 
 from curvscope.errors import InputError
 from curvscope.experiments import TrueVsEmpiricalConfig, TrueVsEmpiricalResult, true_vs_empirical
-from curvscope.training import TrainConfig, train
+from curvscope.training import TrainConfig, evaluate, train
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +43,19 @@ def test_result_numbers_come_from_its_spectra(result: TrueVsEmpiricalResult) -> 
     assert result.num_augmented == 2 * result.num_train == 2 * 1438 and result.num_test == 359
     for name, density in result.spectra.items():
         s = result.summaries[name]
-        assert (s["smallest"], s["largest"]) == (density.nodes.min(), density.nodes.max())
-        assert s["negative_mass"] == density.negative_mass().mass
-        assert s["top_weights"][0]["weight"] == density.top_weights(1, probe=0)[0].weight
+        assert (s.smallest, s.largest) == (density.nodes.min(), density.nodes.max())
+        assert s.negative_mass == density.negative_mass().mass
+        assert s.top_weights[0].weight == density.top_weights(1, probe=0)[0].weight
         assert density.num_probes == 2 and density.size == result.num_params
-    assert result.summaries["empirical"]["accuracy"] == result.history[-1]["train_accuracy"]
-    assert result.summaries["test"]["loss"] == pytest.approx(result.history[-1]["test_loss"])
+    assert result.summaries["empirical"].accuracy == result.history[-1]["train_accuracy"]
+    assert result.summaries["test"].loss == pytest.approx(result.history[-1]["test_loss"])
     th = result.theory
-    assert th["observed"]["empirical"] == [
-        result.summaries["empirical"]["smallest"],
-        result.summaries["empirical"]["largest"],
-    ]
-    assert th["noise_empirical"]["s2"] > 0 and th["forward"] is not None
-    assert th["q_empirical"] == result.num_params / result.num_train
+    assert th.observed.empirical == (
+        result.summaries["empirical"].smallest,
+        result.summaries["empirical"].largest,
+    )
+    assert th.noise_empirical.s2 > 0 and th.forward is not None
+    assert th.q_empirical == result.num_params / result.num_train
 
 
 def test_result_save_load_roundtrip(result: TrueVsEmpiricalResult, tmp_path: Path) -> None:
@@ -99,5 +99,24 @@ def test_params_pattern_selects_a_subset(checkpoint: Path) -> None:
         out = true_vs_empirical(config)
     except InputError as exc:  # the MLP names its layers differently: say so in the failure
         pytest.fail(f"pattern did not match the MLP's parameter names: {exc}")
-    assert out.num_params == 8 + 10 and out.theory["forward"] is None
+    assert out.num_params == 8 + 10 and out.theory.forward is None
     assert set(out.spectra) == {"empirical", "augmented"}
+
+
+def test_result_rebuilds_its_model_and_data(result: TrueVsEmpiricalResult, tmp_path: Path) -> None:
+    """A saved result alone recomputes its recorded losses: weights + architecture + data."""
+    back = TrueVsEmpiricalResult.load(result.save(tmp_path / "result"))
+    assert back.weights.keys() == result.weights.keys()
+    for key, value in result.weights.items():
+        np.testing.assert_array_equal(back.weights[key], value)
+    assert back.data == result.data and back.data.views == 2 and back.data.view_seed == 0
+    model, loss_fn = back.rebuild_model(), back.rebuild_loss()
+    batch_size = back.config["batch_size"]
+    for split, name in (("train", "empirical"), ("augmented", "augmented"), ("test", "test")):
+        data = back.rebuild_data(split)
+        assert len(data) == back.summaries[name].num_samples
+        loss, accuracy = evaluate(model, data, loss_fn, batch_size=batch_size)
+        assert loss == back.summaries[name].loss, split
+        assert accuracy == back.summaries[name].accuracy, split
+    with pytest.raises(InputError, match="split 'train', 'test' or 'augmented', got 'val'"):
+        back.rebuild_data("val")  # type: ignore[arg-type]

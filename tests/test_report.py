@@ -47,7 +47,7 @@ def test_write_outputs_writes_every_file(result: TrueVsEmpiricalResult, tmp_path
         assert (tmp_path / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / f"{fig}.pdf").read_bytes()[:4] == b"%PDF"
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["sets"]["empirical"]["largest"] == result.summaries["empirical"]["largest"]
+    assert summary["sets"]["empirical"]["largest"] == result.summaries["empirical"].largest
     assert summary["num_params"] == result.num_params
     arrays = np.load(paths["spectra"])
     np.testing.assert_array_equal(arrays["augmented_nodes"], result.spectra["augmented"].nodes)
@@ -75,7 +75,7 @@ def test_report_html_is_self_contained_with_tables(
     ):
         assert heading in page, heading
     emp = result.summaries["empirical"]
-    assert f'Empirical</td><td class="">{emp["negative_count"]:,}</td>' in page  # table 2
+    assert f'Empirical</td><td class="">{emp.negative_count:,}</td>' in page  # table 2
     assert f'Empirical</td><td class="">{result.num_train:,}</td>' in page  # table 1
     assert page.count("<table>") == 8
 

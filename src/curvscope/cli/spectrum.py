@@ -137,24 +137,24 @@ def report_result(
         f"{result.config['views']} views (N*K = {result.num_augmented:,})"
     )
     for name, s in result.summaries.items():
-        accuracy = "" if s["accuracy"] is None else f", accuracy {s['accuracy']:.4g}"
+        accuracy = "" if s.accuracy is None else f", accuracy {s.accuracy:.4g}"
         click.echo(
-            f"  {_LABELS[name]:>9}: extremes [{s['smallest']:.4g}, {s['largest']:.4g}], "
-            f"negative mass {s['negative_mass']:.3g} ({s['negative_count']} Ritz values), "
-            f"loss {s['loss']:.4g}{accuracy}"
+            f"  {_LABELS[name]:>9}: extremes [{s.smallest:.4g}, {s.largest:.4g}], "
+            f"negative mass {s.negative_mass:.3g} ({s.negative_count} Ritz values), "
+            f"loss {s.loss:.4g}{accuracy}"
         )
     th = result.theory
-    fwd = th.get("forward")
+    fwd = th.forward
     if fwd:
         click.echo(
-            f"  Theorem 1 (s = {fwd['noise_scale']:.3g}, q = P/N = {th['q_empirical']:.3g}): "
-            f"from the augmented extremes predicts empirical [{fwd['predicted_smallest']:.4g}, "
-            f"{fwd['predicted_largest']:.4g}], observed [{fwd['observed_smallest']:.4g}, "
-            f"{fwd['observed_largest']:.4g}]"
+            f"  Theorem 1 (s = {fwd.noise_scale:.3g}, q = P/N = {th.q_empirical:.3g}): "
+            f"from the augmented extremes predicts empirical [{fwd.predicted_smallest:.4g}, "
+            f"{fwd.predicted_largest:.4g}], observed [{fwd.observed_smallest:.4g}, "
+            f"{fwd.observed_largest:.4g}]"
         )
     click.echo(
         "  augmented extremes "
-        + ("smaller" if th["shrinks"] else "NOT both smaller")
+        + ("smaller" if th.shrinks else "NOT both smaller")
         + " in magnitude than the empirical ones"
     )
     click.echo(f"report: {out / 'report.html'}")

@@ -23,10 +23,12 @@ from typing import Any
 import torch
 
 from curvscope.errors import InputError
+from curvscope.persistence import savable
 
 __all__ = ["NoiseEstimate", "split_half_noise"]
 
 
+@savable
 @dataclass(frozen=True)
 class NoiseEstimate:
     """Split-half estimate of the Theorem-1 noise scale (spec §1.4(a)).

@@ -14,14 +14,15 @@ the empirical extremes are predicted from the augmented ones with
 :func:`~curvscope.rmt.deflated_extremes`, each next to what was observed.
 
 The study is one function, :func:`true_vs_empirical`: a frozen :class:`TrueVsEmpiricalConfig`
-in, a frozen :class:`TrueVsEmpiricalResult` out (``save``/``load`` as JSON + NPZ).
+in, a frozen :class:`TrueVsEmpiricalResult` out (``save``/``load`` as JSON + NPZ by
+:mod:`curvscope.persistence`), which holds the network's weights and the data's identity so that
+every number it reports can be recomputed (:meth:`TrueVsEmpiricalResult.rebuild_model`,
+:meth:`~TrueVsEmpiricalResult.rebuild_data`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
 import os
 import sys
@@ -35,13 +36,14 @@ import torch
 from tqdm.auto import tqdm
 
 from curvscope._memory import available_memory, format_bytes
-from curvscope._outputs import json_safe, json_text, write_atomic
+from curvscope._outputs import json_safe
 from curvscope._validate import check_bool, check_device, check_dtype, check_seed
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
-from curvscope.experiments.noise import split_half_noise
+from curvscope.experiments.noise import NoiseEstimate, split_half_noise
+from curvscope.models import ModelSpec
 from curvscope.operators import (
     FisherOperator,
     GGNOperator,
@@ -49,13 +51,21 @@ from curvscope.operators import (
     HessianOperator,
 )
 from curvscope.operators._params import select_parameters
+from curvscope.persistence import savable
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
 from curvscope.spectral.lanczos import basis_bytes
-from curvscope.training import evaluate, load_checkpoint, loss_function
+from curvscope.spectral.slq import RitzPair
+from curvscope.training import TrainConfig, evaluate, load_checkpoint, loss_function
 
 __all__ = [
     "MATRICES",
+    "DataIdentity",
+    "ObservedExtremes",
+    "SetSummary",
+    "Theorem1Comparison",
+    "Theorem1Forward",
+    "Theorem1Reverse",
     "TrueVsEmpiricalConfig",
     "TrueVsEmpiricalResult",
     "make_operator",
@@ -183,38 +193,203 @@ def make_operator(
     return MATRICES[matrix](model, loss_fn, data, params=params, dtype=dtype, num_data=num_data)
 
 
-def summarize_density(density: SpectralDensity) -> dict[str, Any]:
-    """The paper-000 numbers of one spectrum (tables 1-3; spec §1.5-1.6).
+@savable
+@dataclass(frozen=True)
+class SetSummary:
+    """The paper-000 numbers of one spectrum and of the model on its set (tables 1-3; §1.5-1.6).
+
+    Attributes:
+        num_samples: samples of the set (N, or N·K for the augmented set).
+        loss, accuracy: of the model on the set (``accuracy`` is ``None`` for regression).
+        smallest, largest: extremal Ritz values over all probes.
+        negative_count: negative Ritz values counted by the well-separated rule (§1.6).
+        negative_mass, negative_mass_naive, zero_cluster_mass: the rule's mass, the naive mass
+            of all negative Ritz values and the mass of the zero cluster (means over probes).
+        top_weights: the three heaviest Ritz weights of probe 0 (paper 000 table 3 uses one
+            probe; pooled over probes the top three would just be each probe's zero node).
+        trace, trace_stderr: the SLQ trace estimate.
+        num_products: block products of the SLQ run.
+        seconds: its wall time.
+    """
+
+    num_samples: int
+    loss: float
+    accuracy: float | None
+    smallest: float
+    largest: float
+    negative_count: int
+    negative_mass: float
+    negative_mass_naive: float
+    zero_cluster_mass: float
+    top_weights: tuple[RitzPair, ...]
+    trace: float
+    trace_stderr: float
+    num_products: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (``top_weights`` as dicts of weight, node, probe)."""
+        return dataclasses.asdict(self)
+
+
+def summarize_density(
+    density: SpectralDensity, *, num_samples: int, loss: float, accuracy: float | None
+) -> SetSummary:
+    """The :class:`SetSummary` of one spectrum and of the model's loss and accuracy on its set.
 
     Extremal Ritz values, the negative Ritz count and mass by the well-separated rule (§1.6,
     defaults) with the naive negative mass and the zero-cluster mass, the three heaviest
-    Ritz weights of probe 0 (paper 000 table 3 uses one probe; pooled over several probes the
-    top three would just be each probe's zero node), and the SLQ trace estimate.
+    Ritz weights of probe 0, and the SLQ trace estimate.
     """
     neg = density.negative_mass()
     lo, hi = density.extremal
     trace = density.trace()
-    return {
-        "smallest": lo,
-        "largest": hi,
-        "negative_count": neg.count,
-        "negative_mass": neg.mass,
-        "negative_mass_naive": neg.naive,
-        "zero_cluster_mass": neg.zero_cluster,
-        "top_weights": [
-            {"weight": p.weight, "node": p.node, "probe": p.probe}
-            for p in density.top_weights(3, probe=0)
-        ],
-        "trace": trace.value,
-        "trace_stderr": trace.stderr,
-        "num_products": density.num_products,
-        "seconds": density.timings.get("total", math.nan),
-    }
+    return SetSummary(
+        num_samples=int(num_samples),
+        loss=float(loss),
+        accuracy=None if accuracy is None else float(accuracy),
+        smallest=float(lo),
+        largest=float(hi),
+        negative_count=int(neg.count),
+        negative_mass=float(neg.mass),
+        negative_mass_naive=float(neg.naive),
+        zero_cluster_mass=float(neg.zero_cluster),
+        top_weights=tuple(density.top_weights(3, probe=0)),
+        trace=float(trace.value),
+        trace_stderr=float(trace.stderr),
+        num_products=int(density.num_products),
+        seconds=float(density.timings.get("total", math.nan)),
+    )
 
 
+@savable
+@dataclass(frozen=True)
+class ObservedExtremes:
+    """Observed ``(smallest, largest)`` Ritz values of the empirical and augmented spectra."""
+
+    empirical: tuple[float, float]
+    augmented: tuple[float, float]
+
+
+@savable
+@dataclass(frozen=True)
+class Theorem1Forward:
+    """Empirical extremes predicted from the augmented ones (the augmented matrix as H_true).
+
+    Attributes:
+        noise_scale: s of the empirical set.
+        spikes: ``(largest, smallest)`` augmented values fed to
+            :func:`~curvscope.rmt.spiked_extremes` (``"from"`` in ``summary.json``).
+        predicted_smallest, predicted_largest: ``lambda + s^2/lambda`` or the edge ``±2s``.
+        separated: per spike, whether ``|lambda| > s`` (an outlier survives).
+        smallest_from_noise, largest_from_noise: whether the prediction is the noise edge.
+        observed_smallest, observed_largest: the empirical extremes to compare with.
+    """
+
+    noise_scale: float
+    spikes: tuple[float, ...]
+    predicted_smallest: float
+    predicted_largest: float
+    separated: tuple[bool, ...]
+    smallest_from_noise: bool
+    largest_from_noise: bool
+    observed_smallest: float
+    observed_largest: float
+
+
+@savable
+@dataclass(frozen=True)
+class Theorem1Reverse:
+    """True extremes implied by the empirical ones (:func:`~curvscope.rmt.deflated_extremes`).
+
+    Attributes:
+        noise_scale: s of the empirical set.
+        predicted_true: implied ``(smallest, largest)``; NaN where unresolved (``|lambda'| <= 2s``).
+        resolved: whether each could be resolved.
+        bound: the resolution bound ``2s``.
+        notes: the rmt layer's notes on unresolved values.
+        observed_augmented: the augmented extremes to compare with.
+    """
+
+    noise_scale: float
+    predicted_true: tuple[float, ...]
+    resolved: tuple[bool, ...]
+    bound: float
+    notes: tuple[str, ...]
+    observed_augmented: tuple[float, float]
+
+
+@savable
+@dataclass(frozen=True)
+class Theorem1Comparison:
+    """Theorem 1 (spec §1.3) next to the observed shrinkage; see :func:`theorem1_comparison`.
+
+    Attributes:
+        num_params, num_train, views: P, N and K.
+        q_empirical, q_augmented_nominal: ``P/N`` and ``P/(N K)``.
+        observed: the observed extremes of both sets.
+        observed_ratio_empirical_over_augmented: ``|emp| / |aug|`` for ``(smallest, largest)``.
+        shrinks: whether both augmented extremes are smaller in magnitude than the empirical.
+        noise_empirical, noise_augmented: the split-half noise estimates (``None``: skipped).
+        forward, reverse: the two predictions (``None`` without a positive noise scale).
+        effective_num_augmented: ``N s_emp^2 / s_aug^2`` (``None`` without both estimates).
+    """
+
+    num_params: int
+    num_train: int
+    views: int
+    q_empirical: float
+    q_augmented_nominal: float
+    observed: ObservedExtremes
+    observed_ratio_empirical_over_augmented: tuple[float, float]
+    shrinks: bool
+    noise_empirical: NoiseEstimate | None
+    noise_augmented: NoiseEstimate | None
+    forward: Theorem1Forward | None
+    reverse: Theorem1Reverse | None
+    effective_num_augmented: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (the ``theorem1`` entry of ``summary.json``)."""
+        out = dataclasses.asdict(self)
+        if out["forward"] is not None:
+            out["forward"]["from"] = out["forward"].pop("spikes")
+        if out["reverse"] is not None:
+            out["reverse"]["predicted_true"] = [
+                None if math.isnan(v) else v for v in out["reverse"]["predicted_true"]
+            ]
+        return out
+
+
+@savable
+@dataclass(frozen=True)
+class DataIdentity:
+    """What fixes the data of a study: enough to load the same samples again.
+
+    Attributes:
+        name, options: the dataset of :func:`curvscope.data.load_dataset` and its options.
+        seed: the dataset's seed (the training seed: it fixes synthetic data and splits).
+        data_dir: the folder the data was read from (``None``: the default).
+        views, view_seed: K and the seed of the frozen augmentation views.
+    """
+
+    name: str
+    options: dict[str, Any]
+    seed: int
+    data_dir: str | None
+    views: int
+    view_seed: int
+
+
+@savable
 @dataclass(frozen=True)
 class TrueVsEmpiricalResult:
     """The outcome of :func:`true_vs_empirical`; plots and the report read only this.
+
+    It holds what is needed to recompute every number it reports: the network's weights
+    (``weights``, its state dict) and architecture (``model``), and the data's identity
+    (``data``); :meth:`rebuild_model`, :meth:`rebuild_data` and :meth:`rebuild_loss` give
+    them back.
 
     Attributes:
         config: the :class:`TrueVsEmpiricalConfig` as a dict.
@@ -225,11 +400,17 @@ class TrueVsEmpiricalResult:
         num_train, num_test: N of the training and test sets (``num_test`` 0 without test).
         num_augmented: N·K.
         spectra: SLQ densities by set name (``"empirical"``, ``"augmented"``, ``"test"``).
-        summaries: by set name: :func:`summarize_density` plus ``num_samples``, ``loss``,
-            ``accuracy`` of the model on that set.
-        theory: the Theorem-1 comparison (see :func:`theorem1_comparison`).
+        summaries: :class:`SetSummary` by set name.
+        theory: the :class:`Theorem1Comparison`.
+        weights: the network's state dict as numpy arrays (saved in the NPZ file).
+        data: the :class:`DataIdentity` of the sets.
         timings: seconds per stage.
         device, version: where it ran and the curvscope version.
+
+    Example:
+        >>> result = TrueVsEmpiricalResult.load("runs/spectrum/result")  # doctest: +SKIP
+        >>> model, train = result.rebuild_model(), result.rebuild_data("train")  # doctest: +SKIP
+        >>> evaluate(model, train, result.rebuild_loss())[0]  # doctest: +SKIP
     """
 
     config: dict[str, Any]
@@ -241,8 +422,10 @@ class TrueVsEmpiricalResult:
     num_test: int
     num_augmented: int
     spectra: dict[str, SpectralDensity]
-    summaries: dict[str, dict[str, Any]]
-    theory: dict[str, Any]
+    summaries: dict[str, SetSummary]
+    theory: Theorem1Comparison
+    weights: dict[str, np.ndarray]
+    data: DataIdentity
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     version: str = __version__
@@ -260,78 +443,58 @@ class TrueVsEmpiricalResult:
                 "views": self.config["views"],
                 "num_augmented": self.num_augmented,
                 "num_test": self.num_test,
-                "sets": self.summaries,
-                "theorem1": self.theory,
+                "sets": {name: s.to_dict() for name, s in self.summaries.items()},
+                "theorem1": self.theory.to_dict(),
                 "timings": self.timings,
                 "version": self.version,
             }
         )
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``<path>.json`` (scalars) and ``<path>.npz`` (the Ritz arrays of every set)."""
-        stem = Path(path)
-        if stem.suffix in (".json", ".npz"):
-            stem = stem.with_suffix("")
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
-        spectra_meta: dict[str, dict[str, Any]] = {}
-        for name, density in self.spectra.items():
-            meta: dict[str, Any] = {}
-            for f in dataclasses.fields(density):
-                value = getattr(density, f.name)
-                if isinstance(value, np.ndarray):
-                    arrays[f"{name}.{f.name}"] = value
-                else:
-                    meta[f.name] = value
-            spectra_meta[name] = meta
-        fields = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "spectra"
-        }
-        payload = {"class": type(self).__name__, "fields": fields, "spectra": spectra_meta}
-        write_atomic(stem.with_suffix(".json"), json_text(payload))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        write_atomic(stem.with_suffix(".npz"), buffer.getvalue())
-        return stem
+    # ------------------------------------------------------------------ rebuilding
+    def rebuild_model(self, *, device: str = "cpu") -> torch.nn.Module:
+        """The network at the weights the spectra were computed at, in eval mode.
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> TrueVsEmpiricalResult:
-        """Read a result written by :meth:`save`."""
-        stem = Path(path)
-        if stem.suffix in (".json", ".npz"):
-            stem = stem.with_suffix("")
-        json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-        if not json_path.exists() or not npz_path.exists():
+        Built from ``model`` (the :class:`~curvscope.models.ModelSpec`) in the training dtype,
+        then loaded with ``weights``.
+        """
+        spec = ModelSpec.from_dict(self.model)
+        net = spec.build(seed=int(self.train_config.get("seed", 0)))
+        net.to(dtype=getattr(torch, self.train_config.get("dtype", "float32")))
+        state = {k: torch.from_numpy(np.array(v)) for k, v in self.weights.items()}
+        net.load_state_dict(state)
+        return net.to(device).eval()
+
+    def rebuild_data(self, split: Literal["train", "test", "augmented"] = "train") -> Any:
+        """The dataset of one set: ``"train"`` (the empirical set), ``"test"``, or
+        ``"augmented"`` (the K frozen views of the training set, seeded as in the study).
+        """
+        if split not in ("train", "test", "augmented"):
             raise InputError(
-                f"{cls.__name__}.load({str(path)!r}) expects {json_path.name} and "
-                f"{npz_path.name} in {stem.parent}; at least one is missing"
+                f"rebuild_data expects split 'train', 'test' or 'augmented', got {split!r}"
             )
-        payload = json.loads(json_path.read_text())
-        if payload.get("class") != cls.__name__:
-            raise InputError(f"{json_path} holds a {payload.get('class')!r}, not a {cls.__name__}")
-        spectra = {}
-        with np.load(npz_path, allow_pickle=False) as data:
-            for name, meta in payload["spectra"].items():
-                arrays = {
-                    key.split(".", 1)[1]: data[key]
-                    for key in data.files
-                    if key.split(".", 1)[0] == name
-                }
-                spectra[name] = SpectralDensity(**meta, **arrays)
-        return cls(**payload["fields"], spectra=spectra)
+        d = self.data
+        kwargs = {"data_dir": d.data_dir, "seed": d.seed, **d.options}
+        dataset = load_dataset(d.name, "test" if split == "test" else "train", **kwargs)
+        if split == "augmented":
+            return AugmentedViews(dataset, views=d.views, seed=d.view_seed)
+        return dataset
+
+    def rebuild_loss(self) -> Any:
+        """The loss function of the study (the training run's loss)."""
+        train_set = self.rebuild_data("train")
+        return loss_function(TrainConfig.from_dict(self.train_config), train_set)
 
 
 def theorem1_comparison(
-    empirical: dict[str, Any],
-    augmented: dict[str, Any],
+    empirical: SetSummary,
+    augmented: SetSummary,
     *,
-    noise_empirical: dict[str, Any] | None,
-    noise_augmented: dict[str, Any] | None,
+    noise_empirical: NoiseEstimate | None,
+    noise_augmented: NoiseEstimate | None,
     num_params: int,
     num_train: int,
     views: int,
-) -> dict[str, Any]:
+) -> Theorem1Comparison:
     """Theorem 1 (spec §1.3) next to the observed shrinkage, from summaries and noise estimates.
 
     - forward: treating the augmented matrix as ``H_true``, its extremes
@@ -344,63 +507,58 @@ def theorem1_comparison(
 
     ``q = P/N``; the augmented set has the nominal ``q = P/(N K)`` and an effective sample count
     ``N_eff = N s_emp^2 / s_aug^2`` (the paper's ``N_eff < N K``, §1.4).
+
+    ``empirical`` and ``augmented`` need only ``smallest`` and ``largest``; the noise estimates
+    only ``noise_scale`` and ``s2``.
     """
-    observed = {
-        "empirical": [empirical["smallest"], empirical["largest"]],
-        "augmented": [augmented["smallest"], augmented["largest"]],
-    }
-    ratio = [
-        (abs(e) / abs(a)) if a != 0 else math.inf
-        for e, a in zip(observed["empirical"], observed["augmented"])
-    ]
-    out: dict[str, Any] = {
-        "num_params": num_params,
-        "num_train": num_train,
-        "views": views,
-        "q_empirical": num_params / num_train,
-        "q_augmented_nominal": num_params / (num_train * views),
-        "observed": observed,
-        "observed_ratio_empirical_over_augmented": ratio,
-        "shrinks": bool(
-            abs(observed["augmented"][0]) < abs(observed["empirical"][0])
-            and abs(observed["augmented"][1]) < abs(observed["empirical"][1])
-        ),
-        "noise_empirical": noise_empirical,
-        "noise_augmented": noise_augmented,
-    }
-    if noise_empirical is None or not noise_empirical["noise_scale"] > 0:
-        out["forward"] = out["reverse"] = None
-        return out
-    s = noise_empirical["noise_scale"]
-    spikes = [observed["augmented"][1], observed["augmented"][0]]
-    nonzero = [v for v in spikes if v != 0]
-    if nonzero:
-        fwd = spiked_extremes(nonzero, scale=s)
-        out["forward"] = {
-            "noise_scale": s,
-            "from": spikes,
-            "predicted_smallest": fwd.smallest,
-            "predicted_largest": fwd.largest,
-            "separated": [bool(b) for b in fwd.separated],
-            "smallest_from_noise": bool(fwd.smallest_from_noise),
-            "largest_from_noise": bool(fwd.largest_from_noise),
-            "observed_smallest": observed["empirical"][0],
-            "observed_largest": observed["empirical"][1],
-        }
-    else:
-        out["forward"] = None
-    rev = deflated_extremes([observed["empirical"][0], observed["empirical"][1]], scale=s)
-    out["reverse"] = {
-        "noise_scale": s,
-        "predicted_true": [None if math.isnan(v) else float(v) for v in rev.true],
-        "resolved": [bool(b) for b in rev.resolved],
-        "bound": rev.bound,
-        "notes": list(rev.notes),
-        "observed_augmented": observed["augmented"],
-    }
-    if noise_augmented is not None and noise_augmented["s2"] > 0:
-        out["effective_num_augmented"] = num_train * noise_empirical["s2"] / noise_augmented["s2"]
-    return out
+    emp = (float(empirical.smallest), float(empirical.largest))
+    aug = (float(augmented.smallest), float(augmented.largest))
+    ratio = tuple((abs(e) / abs(a)) if a != 0 else math.inf for e, a in zip(emp, aug))
+    shrinks = bool(abs(aug[0]) < abs(emp[0]) and abs(aug[1]) < abs(emp[1]))
+    forward = reverse = effective = None
+    if noise_empirical is not None and noise_empirical.noise_scale > 0:
+        s = float(noise_empirical.noise_scale)
+        spikes = (aug[1], aug[0])
+        nonzero = [v for v in spikes if v != 0]
+        if nonzero:
+            fwd = spiked_extremes(nonzero, scale=s)
+            forward = Theorem1Forward(
+                noise_scale=s,
+                spikes=spikes,
+                predicted_smallest=float(fwd.smallest),
+                predicted_largest=float(fwd.largest),
+                separated=tuple(bool(b) for b in fwd.separated),
+                smallest_from_noise=bool(fwd.smallest_from_noise),
+                largest_from_noise=bool(fwd.largest_from_noise),
+                observed_smallest=emp[0],
+                observed_largest=emp[1],
+            )
+        rev = deflated_extremes(list(emp), scale=s)
+        reverse = Theorem1Reverse(
+            noise_scale=s,
+            predicted_true=tuple(float(v) for v in rev.true),
+            resolved=tuple(bool(b) for b in rev.resolved),
+            bound=float(rev.bound),
+            notes=tuple(rev.notes),
+            observed_augmented=aug,
+        )
+        if noise_augmented is not None and noise_augmented.s2 > 0:
+            effective = num_train * noise_empirical.s2 / noise_augmented.s2
+    return Theorem1Comparison(
+        num_params=num_params,
+        num_train=num_train,
+        views=views,
+        q_empirical=num_params / num_train,
+        q_augmented_nominal=num_params / (num_train * views),
+        observed=ObservedExtremes(empirical=emp, augmented=aug),
+        observed_ratio_empirical_over_augmented=ratio,  # type: ignore[arg-type]
+        shrinks=shrinks,
+        noise_empirical=noise_empirical,
+        noise_augmented=noise_augmented,
+        forward=forward,
+        reverse=reverse,
+        effective_num_augmented=effective,
+    )
 
 
 def _check_finite_weights(model: torch.nn.Module, where: str) -> None:
@@ -529,7 +687,7 @@ def true_vs_empirical(
     if test_set is not None:
         sets["test"] = test_set
     spectra: dict[str, SpectralDensity] = {}
-    summaries: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, SetSummary] = {}
     num_params = 0
     for name, ds in sets.items():
         tick = time.perf_counter()
@@ -568,25 +726,16 @@ def true_vs_empirical(
             checkpoint_every=checkpoint_every,
         )
         spectra[name] = density
-        summaries[name] = {
-            "num_samples": len(ds),
-            "loss": loss,
-            "accuracy": acc,
-            **summarize_density(density),
-        }
+        summaries[name] = summarize_density(density, num_samples=len(ds), loss=loss, accuracy=acc)
         timings[name] = time.perf_counter() - tick
 
-    noise: dict[str, dict[str, Any] | None] = {"empirical": None, "augmented": None}
+    noise: dict[str, NoiseEstimate | None] = {"empirical": None, "augmented": None}
     if config.noise_probes:
         tick = time.perf_counter()
         for name in ("empirical", "augmented"):
-            saved = None if state is None else state / f"noise_{name}.json"
-            if saved is not None and saved.is_file():
-                # Floats as hex strings: exact, and NaN-safe in strict JSON.
-                noise[name] = {
-                    k: float.fromhex(v) if isinstance(v, str) else v
-                    for k, v in json.loads(saved.read_text()).items()
-                }
+            saved = None if state is None else state / f"noise_{name}"
+            if saved is not None and saved.with_suffix(".json").is_file():
+                noise[name] = NoiseEstimate.load(saved)  # exact floats, NaN included
                 continue
             half_a, half_b = split_halves(sets[name], seed=config.seed, batch_size=bs)
             ops = [
@@ -603,10 +752,9 @@ def true_vs_empirical(
                 num_probes=config.noise_probes,
                 seed=config.seed + 1,
             )
-            noise[name] = estimate.to_dict()
+            noise[name] = estimate
             if saved is not None:
-                exact = {k: v.hex() if isinstance(v, float) else v for k, v in noise[name].items()}
-                write_atomic(saved, json_text(exact))
+                estimate.save(saved)
             if progress:
                 tqdm.write(
                     f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}",
@@ -636,6 +784,15 @@ def true_vs_empirical(
         spectra=spectra,
         summaries=summaries,
         theory=theory,
+        weights={k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()},
+        data=DataIdentity(
+            name=tc.data,
+            options=dict(tc.data_options),
+            seed=tc.seed,
+            data_dir=None if kwargs["data_dir"] is None else str(kwargs["data_dir"]),
+            views=config.views,
+            view_seed=config.seed,
+        ),
         timings=timings,
         device=str(config.device),
     )

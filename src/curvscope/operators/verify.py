@@ -12,10 +12,12 @@ from torch import nn
 from curvscope.operators._engine import CurvatureOperator, verify_methods
 from curvscope.operators.ggn import GGNOperator
 from curvscope.operators.hessian import HessianOperator
+from curvscope.persistence import savable
 
 __all__ = ["EngineCheck", "verify_engine"]
 
 
+@savable
 @dataclass(frozen=True)
 class EngineCheck:
     """Per operator kind, per product method: ``"ok"`` or why the method must not be used."""

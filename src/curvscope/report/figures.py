@@ -22,7 +22,7 @@ FIGURE_NAMES = ("training", "stem_empirical", "stem_augmented", "stem_test", "de
 def _title(result: TrueVsEmpiricalResult, name: str) -> str:
     summary = result.summaries[name]
     return (
-        f"{_LABELS[name]} {result.config['matrix']}: N = {summary['num_samples']:,}, "
+        f"{_LABELS[name]} {result.config['matrix']}: N = {summary.num_samples:,}, "
         f"P = {result.num_params:,}, m = {result.config['num_steps']}"
     )
 

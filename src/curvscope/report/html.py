@@ -109,11 +109,11 @@ def _paper_tables(r: TrueVsEmpiricalResult) -> str:
         rows1.append(
             [
                 _LABELS[name],
-                v["num_samples"],
-                v["smallest"],
-                v["largest"],
-                v["loss"],
-                v["accuracy"],
+                v.num_samples,
+                v.smallest,
+                v.largest,
+                v.loss,
+                v.accuracy,
             ]
         )
     part1 = (
@@ -122,21 +122,17 @@ def _paper_tables(r: TrueVsEmpiricalResult) -> str:
             ["matrix over", "samples", "λ_min", "λ_max", "loss on set", "accuracy on set"], rows1
         )
         + '<p class="note">Model at these weights: train loss '
-        + f"{_fmt(train['loss'])}, train accuracy {_fmt(train['accuracy'])}"
-        + (
-            f"; test loss {_fmt(test['loss'])}, test accuracy {_fmt(test['accuracy'])}."
-            if test
-            else "."
-        )
+        + f"{_fmt(train.loss)}, train accuracy {_fmt(train.accuracy)}"
+        + (f"; test loss {_fmt(test.loss)}, test accuracy {_fmt(test.accuracy)}." if test else ".")
         + " Extremal Ritz values are inner bounds of the spectrum (paper 000 §5).</p>"
     )
     rows2 = [
         [
             _LABELS[n],
-            v["negative_count"],
-            v["negative_mass"],
-            v["negative_mass_naive"],
-            v["zero_cluster_mass"],
+            v.negative_count,
+            v.negative_mass,
+            v.negative_mass_naive,
+            v.zero_cluster_mass,
         ]
         for n, v in s.items()
     ]
@@ -159,8 +155,8 @@ def _paper_tables(r: TrueVsEmpiricalResult) -> str:
     rows3 = []
     for n, v in s.items():
         cells: list[Any] = [_LABELS[n]]
-        for pair in v["top_weights"]:
-            cells.append(_Raw(f"{_fmt(pair['weight'])} at θ = {_fmt(pair['node'])}"))
+        for pair in v.top_weights:
+            cells.append(_Raw(f"{_fmt(pair.weight)} at θ = {_fmt(pair.node)}"))
         rows3.append(cells)
     part3 = (
         "<h3>Table 3 — the three heaviest Ritz weights (probe 0)</h3>"
@@ -172,26 +168,26 @@ def _paper_tables(r: TrueVsEmpiricalResult) -> str:
 
 def _theory_section(r: TrueVsEmpiricalResult) -> str:
     th = r.theory
-    obs = th["observed"]
+    obs = th.observed
     verdict = (
         '<p class="ok">Observed: both extremes of the augmented matrix are smaller in magnitude '
         "than the empirical ones (the paper's shrinkage).</p>"
-        if th["shrinks"]
+        if th.shrinks
         else '<p class="bad">Observed: the augmented extremes are <b>not</b> both smaller in '
         "magnitude than the empirical ones; see the numbers below.</p>"
     )
     rows = [
         [
             "λ_min",
-            obs["empirical"][0],
-            obs["augmented"][0],
-            th["observed_ratio_empirical_over_augmented"][0],
+            obs.empirical[0],
+            obs.augmented[0],
+            th.observed_ratio_empirical_over_augmented[0],
         ],
         [
             "λ_max",
-            obs["empirical"][1],
-            obs["augmented"][1],
-            th["observed_ratio_empirical_over_augmented"][1],
+            obs.empirical[1],
+            obs.augmented[1],
+            th.observed_ratio_empirical_over_augmented[1],
         ],
     ]
     out = (
@@ -200,27 +196,24 @@ def _theory_section(r: TrueVsEmpiricalResult) -> str:
         + _table(["", "empirical", "augmented", "|emp| / |aug|"], rows)
     )
     noise_rows = []
-    for name in ("empirical", "augmented"):
-        ne = th.get(f"noise_{name}")
-        if ne:
-            noise_rows.append(
-                [_LABELS[name], ne["s2"], ne["s2_stderr"], ne["noise_scale"], ne["sigma2"], ne["q"]]
-            )
+    for name, ne in (("empirical", th.noise_empirical), ("augmented", th.noise_augmented)):
+        if ne is not None:
+            noise_rows.append([_LABELS[name], ne.s2, ne.s2_stderr, ne.noise_scale, ne.sigma2, ne.q])
     if noise_rows:
         out += (
             "<h3>Noise scale (split-half estimator, theory.md §1.4(a))</h3>"
             + _table(["matrix over", "s²", "stderr", "s", "σ² = s²/q", "q = P/N"], noise_rows)
-            + f'<p class="note">q = P/N = {_fmt(th["q_empirical"])} for the training set; nominal '
-            f"q = P/(N·K) = {_fmt(th['q_augmented_nominal'])} for the augmented set"
+            + f'<p class="note">q = P/N = {_fmt(th.q_empirical)} for the training set; nominal '
+            f"q = P/(N·K) = {_fmt(th.q_augmented_nominal)} for the augmented set"
             + (
-                f"; its effective sample count N·s²_emp/s²_aug = {_fmt(th['effective_num_augmented'])} "
+                f"; its effective sample count N·s²_emp/s²_aug = {_fmt(th.effective_num_augmented)} "
                 f"(nominal N·K = {r.num_augmented:,})"
-                if th.get("effective_num_augmented")
+                if th.effective_num_augmented
                 else ""
             )
             + ".</p>"
         )
-    fwd, rev = th.get("forward"), th.get("reverse")
+    fwd, rev = th.forward, th.reverse
     if fwd:
         out += (
             "<h3>Forward: empirical extremes predicted from the augmented ones</h3>"
@@ -235,22 +228,22 @@ def _theory_section(r: TrueVsEmpiricalResult) -> str:
                 [
                     [
                         "λ_min",
-                        obs["augmented"][0],
-                        fwd["predicted_smallest"],
-                        fwd["observed_smallest"],
-                        "edge −2s (absorbed)" if fwd["smallest_from_noise"] else "outlier λ + s²/λ",
+                        obs.augmented[0],
+                        fwd.predicted_smallest,
+                        fwd.observed_smallest,
+                        "edge −2s (absorbed)" if fwd.smallest_from_noise else "outlier λ + s²/λ",
                     ],
                     [
                         "λ_max",
-                        obs["augmented"][1],
-                        fwd["predicted_largest"],
-                        fwd["observed_largest"],
-                        "edge +2s (absorbed)" if fwd["largest_from_noise"] else "outlier λ + s²/λ",
+                        obs.augmented[1],
+                        fwd.predicted_largest,
+                        fwd.observed_largest,
+                        "edge +2s (absorbed)" if fwd.largest_from_noise else "outlier λ + s²/λ",
                     ],
                 ],
             )
             + f'<p class="note">λ′ = λ + s²/λ if |λ| &gt; s, else the noise edge ±2s; s = '
-            f"{_fmt(fwd['noise_scale'])} (theory.md §1.3, curvscope.rmt.spiked_extremes).</p>"
+            f"{_fmt(fwd.noise_scale)} (theory.md §1.3, curvscope.rmt.spiked_extremes).</p>"
         )
     if rev:
         out += (
@@ -258,8 +251,8 @@ def _theory_section(r: TrueVsEmpiricalResult) -> str:
             + _table(
                 ["", "observed empirical", "implied true", "observed augmented"],
                 [
-                    ["λ_min", obs["empirical"][0], rev["predicted_true"][0], obs["augmented"][0]],
-                    ["λ_max", obs["empirical"][1], rev["predicted_true"][1], obs["augmented"][1]],
+                    ["λ_min", obs.empirical[0], rev.predicted_true[0], obs.augmented[0]],
+                    ["λ_max", obs.empirical[1], rev.predicted_true[1], obs.augmented[1]],
                 ],
             )
             + '<p class="note">λ = (λ′ + sign(λ′)·√(λ′² − 4s²))/2 where |λ′| &gt; 2s; '

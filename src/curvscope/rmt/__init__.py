@@ -9,15 +9,16 @@ The predictions of papers 000 and 001 as tested functions, in the conventions of
 * paper 001: :func:`index`, :func:`critical_energy`, :func:`fit_index_scaling`, curves;
 * paper 000 Theorem 1: :func:`spiked_extremes`, :func:`deflated_extremes`;
 * the free-independence test: :func:`freeness_test`;
-* results save to JSON + NPZ: :func:`save`, :func:`load` (also ``obj.save(path)``).
+* results save to JSON + NPZ: :func:`save`, :func:`load` (also ``obj.save(path)``), by
+  :mod:`curvscope.persistence`, the one persistence of the package.
 """
 
+from curvscope.persistence import load, save
 from curvscope.rmt._base import (
     SpectralLaw,
     free_cumulants_from_moments,
     moments_from_free_cumulants,
 )
-from curvscope.rmt._io import load, save
 from curvscope.rmt.discrete import DiscreteMeasure, as_law
 from curvscope.rmt.free import FreeConvolution, free_convolution, subordination
 from curvscope.rmt.freeness import FreenessTest, freeness_test, haar_orthogonal

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from curvscope.errors import InputError
+from curvscope.persistence import savable
 from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
-from curvscope.rmt._io import savable
 
 __all__ = ["DiscreteMeasure", "as_law"]
 

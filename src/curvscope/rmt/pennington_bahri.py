@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from curvscope.errors import InputError
+from curvscope.persistence import savable
 from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
-from curvscope.rmt._io import savable
 from curvscope.rmt._polynomial import PolynomialLaw
 from curvscope.rmt.laws import MarchenkoPastur, Semicircle, _matrix_size, _positive, _scale_arg
 

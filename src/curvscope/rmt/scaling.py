@@ -14,7 +14,7 @@ import numpy as np
 from scipy import optimize
 
 from curvscope.errors import InputError
-from curvscope.rmt._io import savable
+from curvscope.persistence import savable
 
 __all__ = ["IndexScalingFit", "fit_index_scaling"]
 

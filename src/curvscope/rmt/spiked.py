@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from curvscope.errors import InputError
-from curvscope.rmt._io import savable
+from curvscope.persistence import savable
 
 __all__ = [
     "DeflatedExtremes",

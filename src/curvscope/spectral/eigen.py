@@ -20,9 +20,9 @@ import torch
 from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.operators.base import SymmetricOperator
+from curvscope.persistence import savable
 from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import draw_probes, make_generator
-from curvscope.spectral._results import SavableResult
 
 __all__ = ["EigenResult", "top_eigenpairs"]
 
@@ -32,8 +32,9 @@ _WHICH = ("largest", "smallest", "magnitude")
 _METHODS = ("auto", "block_lanczos", "eigsh", "lobpcg")
 
 
+@savable
 @dataclass(frozen=True)
-class EigenResult(SavableResult):
+class EigenResult:
     """Eigenpairs at one end of the spectrum.
 
     Attributes:

@@ -15,14 +15,15 @@ import torch
 
 from curvscope._version import __version__
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT
+from curvscope.persistence import savable
 from curvscope.spectral._adapter import as_operator
-from curvscope.spectral._results import SavableResult
 
 __all__ = ["ExactSpectrum", "exact_spectrum"]
 
 
+@savable
 @dataclass(frozen=True)
-class ExactSpectrum(SavableResult):
+class ExactSpectrum:
     """All eigenvalues (ascending, float64) and optionally eigenvectors (columns).
 
     Attributes:

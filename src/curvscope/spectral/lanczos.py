@@ -31,9 +31,9 @@ import torch
 from curvscope._memory import available_memory, format_bytes
 from curvscope._version import __version__
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
+from curvscope.persistence import savable
 from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
-from curvscope.spectral._results import SavableResult
 
 __all__ = ["LanczosResult", "basis_bytes", "check_basis_memory", "lanczos", "ritz_pairs"]
 
@@ -77,8 +77,9 @@ def ritz_pairs(
     return nodes, weights, residuals
 
 
+@savable
 @dataclass(frozen=True)
-class LanczosResult(SavableResult):
+class LanczosResult:
     """Recurrence coefficients of Lanczos runs from ``num_probes`` probes.
 
     Attributes:

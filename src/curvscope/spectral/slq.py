@@ -20,13 +20,14 @@ import torch
 
 from curvscope._version import __version__
 from curvscope.errors import InputError
-from curvscope.spectral._results import SavableResult
+from curvscope.persistence import savable
 from curvscope.spectral.lanczos import LanczosResult, lanczos
 from curvscope.spectral.trace import TraceEstimate
 
 __all__ = ["Moments", "NegativeMass", "RitzPair", "SpectralDensity", "slq"]
 
 
+@savable
 @dataclass(frozen=True)
 class RitzPair:
     """One quadrature node: its ``weight`` (pooled unless a probe was chosen), ``node``, ``probe``."""
@@ -36,8 +37,9 @@ class RitzPair:
     probe: int
 
 
+@savable
 @dataclass(frozen=True)
-class Moments(SavableResult):
+class Moments:
     """Pooled moments :math:`\\int \\lambda^j d\\hat\\mu` for ``j = 0..k`` with standard errors.
 
     ``values[j]`` estimates :math:`\\operatorname{tr}(M^j)/P`; ``stderr[j]`` is the standard
@@ -50,8 +52,9 @@ class Moments(SavableResult):
     per_probe: np.ndarray
 
 
+@savable
 @dataclass(frozen=True)
-class NegativeMass(SavableResult):
+class NegativeMass:
     """Negative spectral mass by the well-separated rule of paper 000 §5.3 (spec §1.6).
 
     Attributes:
@@ -75,8 +78,9 @@ class NegativeMass(SavableResult):
         return float(self.mass)
 
 
+@savable
 @dataclass(frozen=True)
-class SpectralDensity(SavableResult):
+class SpectralDensity:
     """Ritz nodes and Gauss-quadrature weights of every probe (paper 000, spec §1.5).
 
     Flat arrays over all probes; ``probe_index[n]`` names the probe of entry ``n``.

@@ -18,15 +18,16 @@ import torch
 
 from curvscope._version import __version__
 from curvscope.errors import InputError, NonFiniteError
+from curvscope.persistence import savable
 from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
-from curvscope.spectral._results import SavableResult
 
 __all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace"]
 
 
+@savable
 @dataclass(frozen=True)
-class TraceEstimate(SavableResult):
+class TraceEstimate:
     """A trace estimate with its standard error.
 
     Attributes:

@@ -1,0 +1,395 @@
+"""Every result of the package saves and loads back equal, found by walking the package.
+
+The classes are not listed by hand: the test imports every module of ``curvscope`` and collects
+(a) every class registered with :func:`curvscope.persistence.savable` and (b) every dataclass a
+module exports in ``__all__``. Each savable class needs a factory below, and each exported
+dataclass must be savable or be named in ``NOT_RESULTS`` with the reason, so a new result cannot
+be forgotten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import pkgutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import curvscope
+from curvscope import persistence
+from curvscope.errors import InputError
+
+#: Exported dataclasses that are not results, and why.
+NOT_RESULTS = {
+    "TrueVsEmpiricalConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "TrainConfig": "an input: a training config (to_dict/from_dict; recorded in checkpoints)",
+    "ModelSpec": "an input: an architecture (to_dict/from_dict; recorded in results)",
+    "ShiftFlip": "an augmentation transform, not an outcome",
+    "SchedulePreset": "a constant of paper 000's learning-rate schedules, not an outcome",
+    "TrainResult": (
+        "holds the live nn.Module for the caller; its saved form is the checkpoint.pt that train "
+        "writes (load_checkpoint), and a study's result keeps the weights it used"
+    ),
+    "EngineReport": "mutable diagnostics of a live operator's product engine, not an outcome",
+    "CacheInfo": "mutable diagnostics of a live operator's graph cache, not an outcome",
+    "Checkpoint": "the loaded form of checkpoint.pt (torch.save), which is its persistence",
+}
+
+
+def _walk() -> tuple[dict[str, type], dict[str, type]]:
+    """(registered result classes, exported dataclasses) of every module of curvscope."""
+    exported: dict[str, type] = {}
+    for info in pkgutil.walk_packages(curvscope.__path__, "curvscope."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)  # registers its results
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue  # a private module's __all__ is internal machinery
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name, None)
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+                if obj.__module__.startswith("curvscope."):
+                    exported[obj.__name__] = obj
+    registered = {
+        name: cls
+        for name, cls in persistence.registered().items()
+        # only classes a module of the package defines (not a doctest's or a test's)
+        if cls.__module__.startswith("curvscope.")
+        and getattr(sys.modules.get(cls.__module__), cls.__name__, None) is cls
+    }
+    return registered, exported
+
+
+# ---------------------------------------------------------------------- factories
+def _dense(values: list[float]) -> Any:
+    from curvscope import DenseOperator
+
+    return DenseOperator(torch.diag(torch.tensor(values, dtype=torch.float64)))
+
+
+_EIGS = [-2.0, -0.5, 0.0, 0.0, 0.1, 0.3, 1.0, 4.0, 9.0, 10.0]
+
+
+def _density() -> Any:
+    from curvscope.spectral import slq
+
+    return slq(_dense(_EIGS), num_steps=6, num_probes=2, seed=3)
+
+
+def _noise(s2: float) -> Any:
+    from curvscope.experiments import NoiseEstimate
+
+    return NoiseEstimate(
+        s2=s2,
+        s2_stderr=math.nan,  # NaN must come back NaN
+        noise_scale=math.sqrt(s2),
+        sigma2=s2 / 2,
+        q=2.0,
+        num_params=10,
+        num_data=5,
+        half_size=2,
+        num_probes=1,
+        seed=0,
+    )
+
+
+def _theorem1() -> Any:
+    from curvscope.experiments import theorem1_comparison
+
+    emp, aug = _set_summary(-0.3, 0.6), _set_summary(-0.01, 0.5)
+    return theorem1_comparison(
+        emp,
+        aug,
+        noise_empirical=_noise(0.01),
+        noise_augmented=_noise(0.0025),
+        num_params=100,
+        num_train=50,
+        views=4,
+    )
+
+
+def _set_summary(lo: float = -1.0, hi: float = 2.0, accuracy: float | None = None) -> Any:
+    from curvscope.experiments import SetSummary
+    from curvscope.spectral.slq import RitzPair
+
+    return SetSummary(
+        num_samples=5,
+        loss=0.25,
+        accuracy=accuracy,
+        smallest=lo,
+        largest=hi,
+        negative_count=1,
+        negative_mass=0.1,
+        negative_mass_naive=0.2,
+        zero_cluster_mass=0.5,
+        top_weights=(RitzPair(0.5, 0.0, 0), RitzPair(0.25, hi, 0)),
+        trace=1.5,
+        trace_stderr=math.inf,
+        num_products=6,
+        seconds=math.nan,
+    )
+
+
+def _data_identity() -> Any:
+    from curvscope.experiments import DataIdentity
+
+    return DataIdentity(
+        name="digits", options={"subset": 100}, seed=1, data_dir=None, views=3, view_seed=7
+    )
+
+
+def _true_vs_empirical() -> Any:
+    from curvscope.experiments import TrueVsEmpiricalResult
+
+    density = _density()
+    return TrueVsEmpiricalResult(
+        config={"matrix": "hessian", "views": 3, "params": None, "seed": 0},
+        train_config={"data": "digits", "seed": 1, "dtype": "float32"},
+        model={"name": "mlp", "input_shape": [64], "num_outputs": 10, "options": {}},
+        history=[{"epoch": 1, "train_loss": 0.5, "test_accuracy": math.nan}],
+        num_params=10,
+        num_train=5,
+        num_test=0,
+        num_augmented=15,
+        spectra={"empirical": density, "augmented": density},
+        summaries={"empirical": _set_summary(accuracy=0.5), "augmented": _set_summary()},
+        theory=_theorem1(),
+        weights={
+            "net.0.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+            "net.0.bias": np.array([math.nan, 1.0]),
+            "bn.num_batches_tracked": np.array(3, dtype=np.int64),
+        },
+        data=_data_identity(),
+        timings={"total": 1.0},
+    )
+
+
+def _spectral() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.spectral import (
+        exact_spectrum,
+        hutchinson_trace,
+        hutchpp_trace,
+        lanczos,
+        top_eigenpairs,
+    )
+
+    op = _dense(_EIGS)
+    return {
+        "LanczosResult": lambda: [lanczos(op, num_steps=5, num_probes=2)],
+        "SpectralDensity": lambda: [_density()],
+        "Moments": lambda: [_density().moments(3)],
+        "NegativeMass": lambda: [_density().negative_mass()],
+        "RitzPair": lambda: [_density().top_weights(1)[0]],
+        "TraceEstimate": lambda: [
+            hutchinson_trace(op, num_matvecs=3),
+            hutchpp_trace(op, num_matvecs=6),
+        ],
+        "EigenResult": lambda: [top_eigenpairs(op, 2)],
+        "ExactSpectrum": lambda: [
+            exact_spectrum(np.diag(_EIGS)),
+            exact_spectrum(np.diag(_EIGS), eigenvectors=True),
+        ],
+    }
+
+
+def _rmt() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope import rmt
+
+    return {
+        "Semicircle": lambda: [rmt.semicircle(0.4)],
+        "MarchenkoPastur": lambda: [rmt.marchenko_pastur(1.5, scale=0.3)],
+        "ProductWishart": lambda: [rmt.product_wishart(1.0, 0.5)],
+        "PenningtonBahri": lambda: [rmt.pennington_bahri(0.1, 0.5, model="improved", sigma=2.0)],
+        "DiscreteMeasure": lambda: [rmt.as_law([1.0, 3.0, 3.0])],
+        "FreeConvolution": lambda: [
+            rmt.free_convolution([0.0, 1.0], rmt.semicircle(0.5)),
+            rmt.free_convolution(rmt.marchenko_pastur(0.5), rmt.semicircle(0.3), eta=1e-3),
+        ],
+        "FreenessTest": lambda: [
+            rmt.freeness_test(np.diag(_EIGS), np.diag(_EIGS[::-1]), num_rotations=2, generator=0)
+        ],
+        "IndexCurve": lambda: [rmt.index_curve(0.5, [0.0, 0.05])],
+        "CriticalEnergyCurve": lambda: [rmt.critical_energy_curve(np.array([1e-9, 0.5]))],
+        "IndexScalingFit": lambda: [
+            rmt.fit_index_scaling(np.linspace(0.2, 0.6, 5), np.linspace(0.2, 0.6, 5) ** 1.5)
+        ],
+        "SpikedExtremes": lambda: [rmt.spiked_extremes([6.0, 0.5, -4.0], scale=1.0)],
+        "DeflatedExtremes": lambda: [rmt.deflated_extremes([6.0, 1.0, -4.0], scale=1.0)],
+    }
+
+
+def _others() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments import ObservedExtremes
+    from curvscope.operators import EngineCheck
+
+    theory = _theorem1()
+    return {
+        "NoiseEstimate": lambda: [_noise(0.01)],
+        "SetSummary": lambda: [_set_summary(), _set_summary(accuracy=0.75)],
+        "ObservedExtremes": lambda: [ObservedExtremes((-1.0, 2.0), (-0.5, math.inf))],
+        "Theorem1Forward": lambda: [theory.forward],
+        "Theorem1Reverse": lambda: [theory.reverse],
+        "Theorem1Comparison": lambda: [theory],
+        "DataIdentity": lambda: [_data_identity()],
+        "TrueVsEmpiricalResult": lambda: [_true_vs_empirical()],
+        "EngineCheck": lambda: [EngineCheck({"hessian": {"jvp": "ok", "vmap": "wrong: 1e-3"}})],
+    }
+
+
+def _factories() -> dict[str, Callable[[], list[Any]]]:
+    return {**_spectral(), **_rmt(), **_others()}
+
+
+# ---------------------------------------------------------------------- comparison
+def assert_same(got: Any, want: Any, where: str = "result") -> None:
+    """Equal field by field: same types, arrays bit-exact (dtype too), NaN where NaN was."""
+    assert type(got) is type(want), f"{where}: {type(got).__name__} != {type(want).__name__}"
+    if dataclasses.is_dataclass(want):
+        for f in dataclasses.fields(want):
+            assert_same(getattr(got, f.name), getattr(want, f.name), f"{where}.{f.name}")
+    elif isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape, where
+        np.testing.assert_array_equal(got, want, err_msg=where)
+    elif isinstance(want, torch.Tensor):
+        assert got.dtype == want.dtype, where
+        assert torch.equal(got.nan_to_num(), want.nan_to_num()), where
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same(g, w, f"{where}[{i}]")
+    elif isinstance(want, dict):
+        assert list(got) == list(want), where
+        for key in want:
+            assert_same(got[key], want[key], f"{where}[{key!r}]")
+    elif isinstance(want, float) and math.isnan(want):
+        assert math.isnan(got), where
+    else:
+        assert got == want, where
+
+
+# ---------------------------------------------------------------------- tests
+def test_every_exported_dataclass_is_a_savable_result_or_says_why_not() -> None:
+    registered, exported = _walk()
+    unclassified = sorted(set(exported) - set(registered) - set(NOT_RESULTS))
+    assert not unclassified, (
+        f"exported dataclasses neither savable nor in NOT_RESULTS: {unclassified}; decorate "
+        "them with curvscope.persistence.savable (and add a factory here) or say why not"
+    )
+    assert not set(NOT_RESULTS) & set(registered)
+    assert set(NOT_RESULTS) <= set(exported), "NOT_RESULTS names a class no module exports"
+
+
+def test_every_savable_class_has_a_factory() -> None:
+    registered, _ = _walk()
+    missing = sorted(set(registered) - set(_factories()))
+    assert not missing, f"savable classes without a factory in this test: {missing}"
+    stale = sorted(set(_factories()) - set(registered))
+    assert not stale, f"factories for classes that are not savable: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(_factories()))
+def test_result_round_trips_exactly(name: str, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    instances = _factories()[name]()
+    assert instances
+    for i, obj in enumerate(instances):
+        assert type(obj).__name__ == name
+        stem = obj.save(tmp_path / f"r{i}.json")
+        assert stem == tmp_path / f"r{i}"
+        text = (tmp_path / f"r{i}.json").read_text()
+        json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+        back = type(obj).load(stem)
+        assert_same(back, obj, name)
+        assert_same(persistence.load(tmp_path / f"r{i}.npz"), obj, name)
+
+
+def test_tensors_round_trip_with_their_dtype(tmp_path: Path) -> None:
+    @persistence.savable
+    @dataclasses.dataclass(frozen=True)
+    class _TensorHolder:
+        state: dict[str, Any]
+
+    state = {
+        "w": torch.tensor([[1.0, math.nan]], dtype=torch.float64),
+        "b": torch.tensor([0.5, -1.25], dtype=torch.bfloat16),
+        "n": torch.tensor(3),
+        "0": torch.zeros(0, 2),
+        "__odd": 1.0,
+    }
+    holder = _TensorHolder({**state, 7: (1, "x")})
+    back = _TensorHolder.load(holder.save(tmp_path / "t"))
+    assert_same(back, holder)
+
+
+def test_load_refuses_missing_foreign_corrupt_and_mixed_files(tmp_path: Path) -> None:
+    from curvscope.experiments import NoiseEstimate, TrueVsEmpiricalResult
+    from curvscope.spectral import SpectralDensity
+
+    with pytest.raises(InputError, match=r"expects none\.json and none\.npz.*at least one"):
+        SpectralDensity.load(tmp_path / "none")
+    stem = _noise(0.01).save(tmp_path / "noise")
+    with pytest.raises(InputError, match="holds a 'NoiseEstimate', not a SpectralDensity"):
+        SpectralDensity.load(stem)
+    other = _noise(0.04).save(tmp_path / "other")
+    # a JSON file beside the arrays of another save (an interrupted save, a copied file)
+    (tmp_path / "mixed.json").write_bytes(stem.with_suffix(".json").read_bytes())
+    (tmp_path / "mixed.npz").write_bytes(other.with_suffix(".npz").read_bytes())
+    with pytest.raises(InputError, match="come from different saves"):
+        NoiseEstimate.load(tmp_path / "mixed")
+    text = stem.with_suffix(".json").read_text()
+    stem.with_suffix(".json").write_text(text[: len(text) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        NoiseEstimate.load(stem)
+    stem.with_suffix(".json").write_text(text.replace('"NoiseEstimate"', '"Nonexistent"'))
+    with pytest.raises(InputError, match="not a NoiseEstimate"):
+        NoiseEstimate.load(stem)
+    with pytest.raises(InputError, match="'Nonexistent', which is not a curvscope result"):
+        persistence.load(stem)
+    stem.with_suffix(".json").write_text(text)
+    full = _true_vs_empirical().save(tmp_path / "tve")
+    data = full.with_suffix(".npz").read_bytes()
+    full.with_suffix(".npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"tve\.npz is not a readable array file.*truncated"):
+        TrueVsEmpiricalResult.load(full)
+    (tmp_path / "x.json").write_text('{"some": "json"}')
+    (tmp_path / "x.npz").write_bytes(b"")
+    with pytest.raises(InputError, match="not a readable curvscope result"):
+        persistence.load(tmp_path / "x")
+
+
+def test_save_refuses_what_it_cannot_read_back(tmp_path: Path) -> None:
+    from curvscope.experiments import TrueVsEmpiricalConfig
+
+    with pytest.raises(InputError, match="not a savable curvscope result"):
+        persistence.save(TrueVsEmpiricalConfig(checkpoint="x"), tmp_path / "c")
+    with pytest.raises(InputError, match="cannot save a value of type set"):
+        persistence.save(dataclasses.replace(_data_identity(), options={"a": {1}}), tmp_path / "s")
+    with pytest.raises(InputError, match="cannot save an object array"):
+        persistence.save(
+            dataclasses.replace(_data_identity(), options={"a": np.array([None])}), tmp_path / "o"
+        )
+
+
+def test_persistence_is_the_bottom_layer() -> None:
+    """It imports nothing of curvscope above errors/_outputs/_version, and torch only lazily."""
+    import ast
+
+    tree = ast.parse(Path(persistence.__file__).read_text())
+    for node in tree.body:  # module level
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        for name in names:
+            assert not name.startswith("torch"), name
+            if name.startswith("curvscope"):
+                assert name in {"curvscope.errors", "curvscope._outputs", "curvscope._version"}
