@@ -41,6 +41,14 @@ NOT_RESULTS = {
     "EngineReport": "mutable diagnostics of a live operator's product engine, not an outcome",
     "CacheInfo": "mutable diagnostics of a live operator's graph cache, not an outcome",
     "Checkpoint": "the loaded form of checkpoint.pt (torch.save), which is its persistence",
+    "Study": "a registry entry (functions), not an outcome",
+    "Claim": "derived from a study's result by the study (claims.json is a report of it)",
+    "Section": "report content derived from a result, rendered, never stored",
+    "Table": "report content derived from a result, rendered, never stored",
+    "Text": "report content derived from a result, rendered, never stored",
+    "FigureRef": "report content derived from a result, rendered, never stored",
+    "IndexEntry": "a row of the reproduce index, rendered from the studies' claims",
+    "Whitening": "a preprocessing map fitted on training data, refitted when data is rebuilt",
 }
 
 
