@@ -61,3 +61,6 @@ __all__ = [
     "theorem1_comparison",
     "true_vs_empirical",
 ]
+
+# Registered studies (each module registers itself on import).
+from curvscope.experiments import paper000 as _paper000  # noqa: F401

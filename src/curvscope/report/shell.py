@@ -178,7 +178,10 @@ def write_study(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    config_dict = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
+    if isinstance(config, dict):
+        config_dict = config
+    else:
+        config_dict = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
     claims = list(study.claims(result))
     paths["summary"] = write_atomic(out / "summary.json", json_text(study.summary(result)))
     paths["claims"] = write_atomic(out / "claims.json", json_text([asdict(c) for c in claims]))

@@ -1,34 +1,37 @@
-"""The figures of a True-vs-Empirical report, drawn from a result and written as PNG (and PDF)."""
+"""Figures of the paper-000 study (``true-vs-empirical``): training curves, one stem plot per
+set on a common axis (paper 000 figs. 1-8) and the smoothed densities together."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from curvscope.experiments import TrueVsEmpiricalResult
-from curvscope.plots import plot_smoothed_density, plot_stem, plot_training_curves
+from curvscope.plots.registry import register_figures
+from curvscope.plots.spectra import plot_smoothed_density, plot_stem
+from curvscope.plots.training import plot_training_curves
 
-__all__ = ["FIGURE_NAMES", "render_figures"]
+__all__ = ["FIGURE_NAMES", "SET_LABELS", "true_vs_empirical_figures"]
 
-_LABELS = {"empirical": "Empirical", "augmented": "Augmented (True)", "test": "Test set"}
+SET_LABELS = {"empirical": "Empirical", "augmented": "Augmented (True)", "test": "Test set"}
 _COLORS = {"empirical": "C0", "augmented": "C1", "test": "C2"}
 
 #: File stems of the figures, in report order.
 FIGURE_NAMES = ("training", "stem_empirical", "stem_augmented", "stem_test", "densities")
 
 
-def _title(result: TrueVsEmpiricalResult, name: str) -> str:
+def _title(result: Any, name: str) -> str:
     summary = result.summaries[name]
     return (
-        f"{_LABELS[name]} {result.config['matrix']}: N = {summary.num_samples:,}, "
+        f"{SET_LABELS[name]} {result.config['matrix']}: N = {summary.num_samples:,}, "
         f"P = {result.num_params:,}, m = {result.config['num_steps']}"
     )
 
 
-def build_figures(result: TrueVsEmpiricalResult) -> dict[str, Figure]:
-    """The report's figures by name (only those the result has data for)."""
+@register_figures("true-vs-empirical")
+def true_vs_empirical_figures(result: Any) -> dict[str, Figure]:
+    """The study's figures by name (only those the result has data for)."""
     figures: dict[str, Figure] = {}
     if result.history:
         fig = plot_training_curves(result.history)
@@ -55,24 +58,8 @@ def build_figures(result: TrueVsEmpiricalResult) -> dict[str, Figure]:
             grid=grid,
             color=_COLORS[name],
             log=True,
-            label=_LABELS[name],
+            label=SET_LABELS[name],
         )
     ax.set_title(f"smoothed densities (Gaussian width {width:.2g})")
     figures["densities"] = fig
     return figures
-
-
-def render_figures(
-    result: TrueVsEmpiricalResult, out: str | Path, *, pdf: bool = False, dpi: int = 110
-) -> dict[str, Path]:
-    """Write every figure as ``out/<name>.png`` (and ``.pdf`` when asked); returns the PNG paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name, fig in build_figures(result).items():
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=dpi)
-        if pdf:
-            fig.savefig(out / f"{name}.pdf")
-        paths[name] = path
-    return paths
