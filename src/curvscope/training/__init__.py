@@ -9,6 +9,7 @@ from curvscope.training.checkpoint import (
 )
 from curvscope.training.config import DTYPES, LOSSES, TrainConfig
 from curvscope.training.defaults import DIGITS_DEFAULTS, TrainingDefaults
+from curvscope.training.ensemble import EnsembleResult, ensemble_order, train_ensemble
 from curvscope.training.full_batch import DescentResult, grad_norm_descent, gradient_descent
 from curvscope.training.loop import (
     Callback,
@@ -41,6 +42,7 @@ __all__ = [
     "Checkpoint",
     # full batch
     "DescentResult",
+    "EnsembleResult",
     "Iterate",
     # losses
     "OneHotMSELoss",
@@ -48,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDefaults",
+    "ensemble_order",
     "evaluate",
     "flat_parameters",
     "grad_norm_descent",
@@ -61,4 +64,5 @@ __all__ = [
     "save_checkpoint",
     "snapshot_path",
     "train",
+    "train_ensemble",
 ]
