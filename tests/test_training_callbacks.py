@@ -3,6 +3,8 @@ source of defaults."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -89,7 +91,7 @@ def test_momentum_buffer_matches_the_sgd_recursion(tmp_path):
     cfg = CFG.replace(epochs=1, save_at=(0,))
     train(cfg, out=tmp_path, progress=False)
     its = list(replay(snapshot_path(tmp_path, 0), every=1))
-    for prev, cur in zip(its, its[1:]):
+    for prev, cur in itertools.pairwise(its):
         assert torch.allclose(cur.parameters, prev.parameters - cur.lr * cur.momentum, atol=1e-7)
 
 
@@ -207,7 +209,7 @@ def test_mse_onehot_loss_and_its_operator():
     assert torch.allclose(ggn, ggn.T, atol=1e-12)
     with pytest.raises(InputError, match=r"expected 0\.\.2; set num_classes"):
         loss(out, torch.tensor([0, 1, 3] * 4))
-    with pytest.raises(InputError, match="label_smoothing=0.1 applies to cross-entropy only"):
+    with pytest.raises(InputError, match=r"label_smoothing=0\.1 applies to cross-entropy only"):
         TrainConfig(batch_size=1, weight_decay=0.0, loss="mse_onehot", label_smoothing=0.1)
     with pytest.raises(InputError, match="mse_onehot needs class labels"):
         loss_function(
@@ -219,7 +221,8 @@ def test_mse_onehot_loss_and_its_operator():
 def test_training_with_the_new_losses_runs():
     for loss, extra in (("cross_entropy", {"label_smoothing": 0.1}), ("mse_onehot", {})):
         r = train(CFG.replace(epochs=1, loss=loss, **extra), progress=False)
-        assert r.history[-1]["train_accuracy"] > 0.2  # chance is 0.1
+        # below the loss of a constant uniform guess (ln 10; 1/C = 0.1 for zero outputs)
+        assert r.history[-1]["train_loss"] < (0.1 if loss == "mse_onehot" else 2.302)
 
 
 def test_cli_train_save_at_writes_snapshots_into_the_folder(tmp_path):

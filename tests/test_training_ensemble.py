@@ -95,7 +95,7 @@ def test_ensemble_with_its_own_data_per_member():
 def test_ensemble_errors():
     x, y = _data()
     kw = {"loss_fn": nn.CrossEntropyLoss(), "lr": 0.1}
-    with pytest.raises(InputError, match="give steps .* full-batch GD"):
+    with pytest.raises(InputError, match=r"give steps .* full-batch GD"):
         train_ensemble(_net, [0, 1], x, y, epochs=3, **kw)
     with pytest.raises(InputError, match=r"shape \(R, N, \.\.\.\) with R = 2 seeds"):
         train_ensemble(_net, [0, 1], x, y, steps=3, per_member_data=True, **kw)
