@@ -27,11 +27,11 @@ from curvscope.data import DATASETS, load_dataset
 from curvscope.experiments import TrueVsEmpiricalConfig
 from curvscope.experiments.true_vs_empirical import preflight
 from curvscope.models import ModelSpec
-from curvscope.training import TrainConfig
+from curvscope.training import DIGITS_DEFAULTS, TrainConfig
 
 # The embedded default: MLP 64-32-10 (P = 2410) on digits, trained with ±1-pixel shifts (the
 # family of the frozen views) so that the augmented Hessian stands for the training distribution.
-_DEFAULTS = {"epochs": 40, "lr": 0.2, "batch_size": 32, "weight_decay": 1e-4}
+_DEFAULTS = {k: getattr(DIGITS_DEFAULTS, k) for k in ("epochs", "lr", "batch_size", "weight_decay")}
 
 
 @main.command(name="run")

@@ -20,12 +20,31 @@ from curvscope.cli._options import (
     torch_threads,
 )
 from curvscope.data import DATASETS
-from curvscope.training import SCHEDULE_PRESETS, TrainConfig, TrainResult, train
+from curvscope.training import (
+    DIGITS_DEFAULTS,
+    SCHEDULE_PRESETS,
+    TrainConfig,
+    TrainResult,
+    train,
+)
 from curvscope.training.checkpoint import read_checkpoint_dict
 
-# Defaults that train the default MLP (64-32-10, P = 2410) on digits to > 90% test accuracy
-# in a few seconds on 2 CPU cores; --schedule replaces lr/epochs/final-ratio with a preset.
-_DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
+# --schedule replaces lr/epochs/final-ratio of DIGITS_DEFAULTS with a paper-000 preset.
+_SCHEDULE_KEYS = ("lr", "epochs", "final_ratio")
+
+
+def _parse_save_at(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple:
+    if value is None or not value.strip():
+        return ()
+    try:
+        epochs = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated epochs such as 0,10,50, got {value!r}"
+        ) from None
+    if any(e < 0 for e in epochs):
+        raise click.BadParameter(f"epochs must be >= 0, got {value!r}")
+    return epochs
 
 
 @main.command(name="train")
@@ -41,38 +60,39 @@ _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="T, number of epochs [default: 40, or the preset's].",
+    help=f"T, number of epochs [default: {DIGITS_DEFAULTS.epochs}, or the preset's].",
 )
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="alpha_0, initial learning rate of eq. 11 [default: 0.2, or the preset's].",
+    help=f"alpha_0, initial learning rate of eq. 11 [default: {DIGITS_DEFAULTS.lr:g}, or the "
+    "preset's].",
 )
 @click.option(
     "--final-ratio",
     type=click.FloatRange(0, 1),
     default=None,
-    help="r: the final learning rate is r * alpha_0 [default: 0.01].",
+    help=f"r: the final learning rate is r * alpha_0 [default: {DIGITS_DEFAULTS.final_ratio:g}].",
 )
 @click.option(
     "--momentum",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.9,
+    default=DIGITS_DEFAULTS.momentum,
     show_default=True,
     help="SGD momentum.",
 )
 @click.option(
     "--weight-decay",
     type=click.FloatRange(min=0),
-    default=1e-4,
+    default=DIGITS_DEFAULTS.weight_decay,
     show_default=True,
     help="SGD weight decay (paper 000 does not state it).",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=32,
+    default=DIGITS_DEFAULTS.batch_size,
     show_default=True,
     help="SGD minibatch size (paper 000 does not state it).",
 )
@@ -87,6 +107,14 @@ _DIGITS_DEFAULTS = {"lr": 0.2, "epochs": 40, "final_ratio": 0.01}
     type=click.Path(path_type=Path),
     default=None,
     help="Continue from a checkpoint.pt of the same settings.",
+)
+@click.option(
+    "--save-at",
+    callback=_parse_save_at,
+    default=None,
+    metavar="EPOCHS",
+    help="Also write snapshot checkpoints after these epochs (comma-separated; 0 = the initial "
+    "weights) as OUT/snapshots/epoch-NNNN.pt, loadable like checkpoint.pt.",
 )
 @seed_option("Fixes initial weights, data split, shuffling and augmentation.")
 @threads_option(None, "CPU threads for torch [default: torch's choice].")
@@ -122,6 +150,7 @@ def train_command(
     batch_size: int,
     no_augment: bool,
     resume: Path | None,
+    save_at: tuple[int, ...],
     seed: int,
     threads: int | None,
     device: str,
@@ -149,7 +178,7 @@ def train_command(
         raise click.UsageError(
             f"unknown dataset {data!r} for --data; expected one of {', '.join(DATASETS)}"
         )
-    base = dict(_DIGITS_DEFAULTS)
+    base = {k: getattr(DIGITS_DEFAULTS, k) for k in _SCHEDULE_KEYS}
     preset = "custom"
     if schedule is not None:
         p = SCHEDULE_PRESETS[schedule]
@@ -177,6 +206,7 @@ def train_command(
         preset=preset,
         device=device,
         dtype=dtype,
+        save_at=save_at,
     )
     # Continuing a run in its own folder replaces that folder: that is what was asked.
     continuing = resume is not None and resume.resolve().parent == out.resolve()

@@ -39,6 +39,7 @@ class Checkpoint:
         num_parameters: P.
         optimizer_state: the SGD state dict (momentum buffers), for resuming.
         path: where it was read from.
+        measurements: the records of the training callbacks (empty in older checkpoints).
     """
 
     model: nn.Module
@@ -50,6 +51,7 @@ class Checkpoint:
     num_parameters: int
     optimizer_state: dict[str, Any] = field(repr=False)
     path: Path
+    measurements: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 def save_checkpoint(
@@ -61,6 +63,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     epoch: int,
     history: list[dict[str, float]],
+    measurements: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (a temporary file, then a rename)."""
     path = Path(path)
@@ -76,6 +79,7 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict(),
         "epoch": epoch,
         "history": [dict(h) for h in history],
+        "measurements": [dict(m) for m in measurements or []],
     }
     tmp = temporary_name(path)  # unique: two writers never share a temporary file
     try:
@@ -239,4 +243,5 @@ def load_checkpoint(
         num_parameters=count_parameters(net),
         optimizer_state=payload["optimizer_state"],
         path=Path(path),
+        measurements=[dict(m) for m in payload.get("measurements", [])],
     )

@@ -20,9 +20,12 @@ from curvscope._validate import (
 from curvscope.data.registry import DATASETS
 from curvscope.errors import InputError
 from curvscope.models.registry import ModelSpec
+from curvscope.training.defaults import DIGITS_DEFAULTS
 from curvscope.training.schedules import SCHEDULE_PRESETS
 
-__all__ = ["DTYPES", "TrainConfig"]
+__all__ = ["DTYPES", "LOSSES", "TrainConfig"]
+
+LOSSES = ("auto", "cross_entropy", "mse", "mse_onehot")
 
 # False while a recorded config is read back (see from_dict).
 _CHECK_AVAILABLE: ContextVar[bool] = ContextVar("_CHECK_AVAILABLE", default=True)
@@ -49,8 +52,13 @@ class TrainConfig:
         model_options: constructor options of the model (e.g. ``{"hidden": [32]}``).
         data_options: options of :func:`curvscope.data.load_dataset`.
         data_dir: folder of the CIFAR files.
-        loss: ``"auto"`` (cross-entropy for classes, MSE for real targets), ``"cross_entropy"``
-            or ``"mse"``.
+        loss: ``"auto"`` (cross-entropy for classes, MSE for real targets), ``"cross_entropy"``,
+            ``"mse"`` or ``"mse_onehot"`` (MSE between the outputs and one-hot class targets,
+            paper 003's MSE variant; see :func:`~curvscope.training.loss_function`).
+        label_smoothing: epsilon of label-smoothed cross-entropy (paper 002); only with
+            ``loss`` ``"cross_entropy"`` (or ``"auto"`` on classes).
+        save_at: epochs after which a snapshot checkpoint is written to
+            ``OUT/snapshots/epoch-NNNN.pt`` (0 = the initial weights); it changes no result.
         preset: the schedule preset the values came from, recorded for provenance.
         device, dtype: where and in what precision to train.
         eval_batch_size: batch size of the per-epoch train/test evaluation.
@@ -60,20 +68,22 @@ class TrainConfig:
     weight_decay: float
     model: str = "mlp"
     data: str = "digits"
-    epochs: int = 30
-    lr: float = 0.1
-    final_ratio: float = 0.01
-    momentum: float = 0.9
+    epochs: int = DIGITS_DEFAULTS.epochs
+    lr: float = DIGITS_DEFAULTS.lr
+    final_ratio: float = DIGITS_DEFAULTS.final_ratio
+    momentum: float = DIGITS_DEFAULTS.momentum
     augment: bool = True
     seed: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
-    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    loss: Literal["auto", "cross_entropy", "mse", "mse_onehot"] = "auto"
     preset: str = "custom"
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
     eval_batch_size: int = 1000
+    label_smoothing: float = 0.0
+    save_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the canonical form of each checked value
@@ -113,8 +123,26 @@ class TrainConfig:
                 f"data_dir must be a folder path or None, got {self.data_dir!r} "
                 f"({type(self.data_dir).__name__})"
             )
-        if self.loss not in ("auto", "cross_entropy", "mse"):
-            raise InputError(f"loss must be 'auto', 'cross_entropy' or 'mse', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise InputError(
+                f"loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}"
+            )
+        set_(
+            self,
+            "label_smoothing",
+            check_real("label_smoothing", self.label_smoothing, low=0, high=1, hint="e.g. 0.1"),
+        )
+        if self.label_smoothing > 0 and self.loss in ("mse", "mse_onehot"):
+            raise InputError(
+                f"label_smoothing={self.label_smoothing:g} applies to cross-entropy only, but "
+                f"loss is {self.loss!r}; use loss='cross_entropy' or label_smoothing=0"
+            )
+        set_(self, "save_at", _check_save_at(self.save_at))
+        if self.save_at and self.save_at[-1] > self.epochs:
+            raise InputError(
+                f"save_at asks for a snapshot after epoch {self.save_at[-1]}, but the run has "
+                f"epochs={self.epochs}; keep save_at within 0..{self.epochs}"
+            )
         set_(self, "dtype", check_dtype(self.dtype))
         set_(self, "device", check_device(self.device, available=_CHECK_AVAILABLE.get()))
 
@@ -165,3 +193,13 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_save_at(value: Any) -> tuple[int, ...]:
+    """Sorted distinct epochs >= 0 (a list read back from JSON is accepted)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise InputError(
+            f"save_at must be a tuple of epochs (integers >= 0), got {value!r}; e.g. (0, 10, 50)"
+        )
+    epochs = [check_int("save_at epoch", e, minimum=0, hint="e.g. (0, 10, 50)") for e in value]
+    return tuple(sorted(set(epochs)))

@@ -1,0 +1,196 @@
+"""An ensemble trainer: R networks of one architecture trained at once in one vectorised
+computation (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``).
+
+Each member has its own seed (initial weights and, for SGD, its shuffles) and optionally its own
+data; the result equals a loop of R single runs with the same seeds (checked to 1e-12 in float64
+by ``tests/test_training_ensemble.py``) and is more than 10x faster for small nets on a CPU
+(``benchmarks/ensemble.py``): one batched pass replaces R small ones whose cost is overhead.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from curvscope.errors import InputError, NonFiniteError
+
+__all__ = ["EnsembleResult", "ensemble_order", "train_ensemble"]
+
+
+def ensemble_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The sample order of member ``seed`` in ``epoch`` (SGD): a permutation from
+    ``(seed, epoch)`` alone, as :func:`~curvscope.training.train` draws its orders."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, epoch, 0x7A1]).generate_state(1)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(state[0])))
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The outcome of :func:`train_ensemble`.
+
+    Attributes:
+        parameters: name -> the R members' final weights stacked on a leading axis.
+        losses: ``(R, steps)`` loss of each member before each step (full batch for GD, the
+            minibatch for SGD).
+        seeds: the members' seeds, in order.
+        steps: steps taken by every member.
+    """
+
+    parameters: dict[str, torch.Tensor] = field(repr=False)
+    losses: torch.Tensor = field(repr=False)
+    seeds: tuple[int, ...]
+    steps: int
+
+    def member(self, factory: Callable[[int], nn.Module], r: int) -> nn.Module:
+        """Member ``r`` as a module: ``factory(seeds[r])`` with the trained weights loaded."""
+        model = factory(self.seeds[r])
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in self.parameters:
+                    p.copy_(self.parameters[name][r])
+        return model
+
+
+def train_ensemble(
+    factory: Callable[[int], nn.Module],
+    seeds: Sequence[int],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lr: float,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    momentum: float = 0.0,
+    per_member_data: bool = False,
+) -> EnsembleResult:
+    """Train ``len(seeds)`` networks ``factory(seed)`` at once with (momentum) GD or SGD.
+
+    Full-batch GD (``batch_size=None``): ``steps`` steps on the whole data. SGD
+    (``batch_size=B``): ``epochs`` epochs; member r visits its samples in the order
+    :func:`ensemble_order` ``(seeds[r], epoch, N)`` in batches of B (the last one ragged).
+    The update is torch's SGD without weight decay:
+    :math:`b \\leftarrow \\mu b + g,\\ \\theta \\leftarrow \\theta - \\eta b`.
+
+    Args:
+        factory: builds a member from its seed (it must seed its own initialisation, e.g.
+            ``lambda s: ModelSpec(...).build(seed=s)``); every member has the same architecture.
+        seeds: one per member.
+        inputs, targets: ``(N, ...)`` shared by all members, or ``(R, N, ...)`` with
+            ``per_member_data=True`` (each member its own data set, equal shapes).
+        loss_fn: a mean-over-samples loss usable under ``vmap`` (``nn.MSELoss()``,
+            ``nn.CrossEntropyLoss()``, ...).
+        lr, momentum: the SGD step size and momentum.
+        steps: GD steps (full batch only).
+        epochs: SGD epochs (with ``batch_size``).
+        batch_size: ``None`` for full-batch GD.
+        per_member_data: whether ``inputs``/``targets`` carry a leading member axis.
+
+    Models must not update buffers in their forward pass (no BatchNorm in train mode) nor
+    draw random numbers (no dropout): ``vmap`` runs them once for all members.
+
+    Example:
+        >>> import torch
+        >>> def net(seed):
+        ...     torch.manual_seed(seed)
+        ...     return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                                torch.nn.Linear(4, 1)).double()
+        >>> x, y = torch.randn(10, 3).double(), torch.randn(10, 1).double()
+        >>> r = train_ensemble(net, range(4), x, y, loss_fn=torch.nn.MSELoss(), lr=0.1, steps=20)
+        >>> r.losses.shape
+        torch.Size([4, 20])
+    """
+    seeds = tuple(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise InputError(f"seeds must be a non-empty sequence of integers, got {seeds!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
+        raise InputError(f"momentum must be in [0, 1), got {momentum!r}")
+    full_batch = batch_size is None
+    count, what = (steps, "steps") if full_batch else (epochs, "epochs")
+    other = epochs if full_batch else steps
+    if other is not None or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InputError(
+            f"give {what} (an integer >= 1) and not "
+            f"{'epochs' if full_batch else 'steps'}: full-batch GD (batch_size=None) runs "
+            f"`steps` steps, SGD (batch_size=B) runs `epochs` epochs; got steps={steps!r}, "
+            f"epochs={epochs!r}, batch_size={batch_size!r}"
+        )
+    if not full_batch and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
+    R = len(seeds)
+    lead = 1 if per_member_data else 0
+    if per_member_data and (inputs.shape[0] != R or targets.shape[0] != R):
+        raise InputError(
+            f"per_member_data=True needs inputs and targets of shape (R, N, ...) with R = "
+            f"{R} seeds, got {tuple(inputs.shape)} and {tuple(targets.shape)}; stack one data "
+            "set per member, or pass shared (N, ...) data with per_member_data=False"
+        )
+    n = inputs.shape[lead]
+    if targets.shape[lead] != n:
+        raise InputError(
+            f"inputs hold {n} samples but targets {targets.shape[lead]}; pass one target per input"
+        )
+    models = [factory(s) for s in seeds]
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach() for k, v in params.items()}
+    names = list(params)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def loss_of(p: dict[str, Any], b: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Any:
+        return loss_fn(functional_call(base, (p, b), (x,)), y)
+
+    def step_fn(
+        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        # vmap for the forward pass only, then one reverse pass of the summed losses: member r's
+        # loss depends on member r's weights alone, so d(sum)/d(theta_r) = dL_r/d(theta_r)
+        # exactly, at the cost of one batched backward (no per-call torch.func.grad overhead).
+        leaves = {k: v.detach().requires_grad_(True) for k, v in p.items()}
+        loss = vmap(loss_of, in_dims=(0, 0, mapped, mapped))(leaves, buffers, x, y)
+        grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
+        return list(grads), loss.detach()
+
+    if full_batch:
+        plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
+    else:
+        plan = []
+        for epoch in range(count):
+            orders = torch.stack([ensemble_order(s, epoch, n) for s in seeds])
+            plan += [(orders[:, i : i + batch_size], epoch) for i in range(0, n, batch_size)]
+    bufs: list[torch.Tensor] | None = None
+    losses = []
+    rows = torch.arange(R).unsqueeze(1)
+    for idx, _ in plan:
+        if idx is None:
+            x, y, mapped = inputs, targets, lead or None
+        else:
+            x = inputs[rows, idx] if per_member_data else inputs[idx]
+            y = targets[rows, idx] if per_member_data else targets[idx]
+            mapped = 0
+        g, loss = step_fn(params, x, y, mapped)
+        losses.append(loss)
+        if momentum:
+            if bufs is None:
+                bufs = [t.clone() for t in g]
+            else:
+                bufs = [b.mul(momentum).add_(t) for b, t in zip(bufs, g)]
+            g = bufs
+        params = {k: params[k].add(t, alpha=-lr) for k, t in zip(names, g)}
+    history = torch.stack(losses, dim=1)
+    if not torch.isfinite(history[:, -1]).all():
+        bad = [seeds[r] for r in range(R) if not torch.isfinite(history[r, -1])]
+        raise NonFiniteError(
+            f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
+        )
+    return EnsembleResult(params, history, seeds, len(plan))
