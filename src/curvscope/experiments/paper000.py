@@ -40,6 +40,7 @@ from curvscope.experiments.true_vs_empirical import (
     preflight,
     true_vs_empirical,
 )
+from curvscope.training.defaults import DIGITS_DEFAULTS
 
 __all__ = ["TrueVsEmpiricalStudyConfig", "run_true_vs_empirical_study"]
 
@@ -65,12 +66,12 @@ class TrueVsEmpiricalStudyConfig(StudyConfig):
     data: str = "digits"
     data_options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
-    epochs: int = 40
-    lr: float = 0.2
-    final_ratio: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 32
+    epochs: int = DIGITS_DEFAULTS.epochs
+    lr: float = DIGITS_DEFAULTS.lr
+    final_ratio: float = DIGITS_DEFAULTS.final_ratio
+    momentum: float = DIGITS_DEFAULTS.momentum
+    weight_decay: float = DIGITS_DEFAULTS.weight_decay
+    batch_size: int = DIGITS_DEFAULTS.batch_size
     augment: bool = True
     # spectra
     matrix: Literal["hessian", "ggn", "fisher", "covariance"] = "hessian"
