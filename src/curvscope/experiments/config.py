@@ -214,5 +214,14 @@ class StudyConfig:
 
     def with_overrides(self: _C, items: list[str] | tuple[str, ...] | dict[str, Any]) -> _C:
         """A copy with ``key=value`` settings (dotted keys reach nested configs) applied."""
-        update = parse_overrides(items) if not isinstance(items, dict) else items
+        if isinstance(items, dict):  # dotted keys ("inner.width") reach nested configs too
+            update: dict[str, Any] = {}
+            for key, value in items.items():
+                node = update
+                *parents, last = key.split(".")
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[last] = value
+        else:
+            update = parse_overrides(items)
         return config_from_dict(type(self), _merge(config_to_dict(self), update))
