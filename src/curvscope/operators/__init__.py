@@ -1,8 +1,8 @@
 """Curvature operators: symmetric matrices of a model reached through products M @ V."""
 
-from curvscope.operators._engine import CacheInfo, CurvatureOperator, EngineReport
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT, SymmetricOperator
 from curvscope.operators.covariance import GradientCovarianceOperator, minibatch_noise_scale
+from curvscope.operators.curvature import CacheInfo, CurvatureOperator, EngineReport
 from curvscope.operators.dense import DenseOperator
 from curvscope.operators.fisher import EmpiricalFisherOperator, FisherOperator
 from curvscope.operators.ggn import GGNOperator

@@ -8,7 +8,7 @@ import torch
 
 from curvscope.operators._autodiff import GGN_METHODS, GraphState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
-from curvscope.operators._engine import CurvatureOperator
+from curvscope.operators.curvature import CurvatureOperator
 
 __all__ = ["GGNOperator", "OutputSpaceOperator"]
 

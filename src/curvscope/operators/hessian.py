@@ -11,7 +11,7 @@ from curvscope.operators._autodiff import (
     hessian_prepare,
 )
 from curvscope.operators._data import Batch
-from curvscope.operators._engine import CurvatureOperator
+from curvscope.operators.curvature import CurvatureOperator
 
 __all__ = ["HessianOperator"]
 
@@ -23,7 +23,7 @@ class HessianOperator(CurvatureOperator):
 
     The object of every paper curvscope implements (paper 000 §3, paper 001 eq. 3, paper 003).
     Products ``H @ V`` for a block of k vectors cost one pass over the data; see
-    :class:`~curvscope.operators._engine.CurvatureOperator` for every option.
+    :class:`~curvscope.operators.curvature.CurvatureOperator` for every option.
 
     Methods (``method=``): ``"rev-rev"`` (reverse-over-reverse through one retained graph, the
     reference), ``"rev-rev-batched"`` (the k backward passes vmapped), ``"fwd-rev"`` (``vmap`` of
