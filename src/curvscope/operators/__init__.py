@@ -7,6 +7,7 @@ from curvscope.operators.dense import DenseOperator
 from curvscope.operators.fisher import EmpiricalFisherOperator, FisherOperator
 from curvscope.operators.ggn import GGNOperator
 from curvscope.operators.hessian import HessianOperator
+from curvscope.operators.output_space import OutputSpaceOperator
 from curvscope.operators.residual import ResidualOperator
 from curvscope.operators.verify import EngineCheck, verify_engine
 
@@ -22,6 +23,7 @@ __all__ = [
     "GGNOperator",
     "GradientCovarianceOperator",
     "HessianOperator",
+    "OutputSpaceOperator",
     "ResidualOperator",
     "SymmetricOperator",
     "minibatch_noise_scale",

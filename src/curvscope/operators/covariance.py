@@ -9,7 +9,7 @@ import torch
 from curvscope.errors import InputError
 from curvscope.operators._autodiff import GraphState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
-from curvscope.operators.ggn import OutputSpaceOperator
+from curvscope.operators.output_space import OutputSpaceOperator
 
 __all__ = ["GradientCovarianceOperator", "minibatch_noise_scale"]
 

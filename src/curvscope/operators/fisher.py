@@ -10,7 +10,7 @@ import torch
 
 from curvscope.errors import InputError
 from curvscope.operators._data import Batch
-from curvscope.operators.ggn import OutputSpaceOperator
+from curvscope.operators.output_space import OutputSpaceOperator
 
 __all__ = ["EmpiricalFisherOperator", "FisherOperator", "outer_product_op"]
 
