@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from curvscope.errors import InputError
-from curvscope.operators._autodiff import GraphState, ggn_apply, ggn_prepare
+from curvscope.operators._autodiff import OutputState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
 from curvscope.operators.output_space import OutputSpaceOperator
 
@@ -63,12 +63,13 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         return super()._matmat(block)
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: OutputState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         # c_i = r_i^T (J_i v) - gbar^T v; the product is J^T (c r) and the aux sum is sum_i c_i.
         gbar = self.layout.split(self.mean_gradient.to(block[0].dtype)[:, None])
         gbar_v = sum((g * v).reshape(v.shape[0], -1).sum(dim=1) for g, v in zip(gbar, block))
-        residual = state.extras["residual"]
+        residual = state.residual
+        assert residual is not None  # set by _prepare
         coeff_sum: list[torch.Tensor] = []
 
         def op(_: torch.Tensor, jv: torch.Tensor) -> torch.Tensor:
@@ -81,11 +82,9 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         product = ggn_apply(state, block, op)
         return (*product, coeff_sum[0])
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> OutputState:
         state = ggn_prepare(method, self.model_fn(batch.inputs), params)
-        state.extras["residual"] = self.loss.output_grad(
-            state.extras["outputs"].detach(), batch.targets
-        )
+        state.residual = self.loss.output_grad(state.outputs.detach(), batch.targets)
         return state
 
     def _finalize(

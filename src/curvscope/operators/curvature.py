@@ -406,7 +406,7 @@ class CurvatureOperator(SymmetricOperator):
         info.predicted_bytes_per_sample = nbytes / batch.size
         if self.cache_mode == "auto" and info.cached_bytes + nbytes > info.budget_bytes:
             return state  # usable for this product, not kept
-        state.extras["batch"] = batch
+        state.batch = batch
         self._cache[batch.index] = state
         info.cached_batches += 1
         info.cached_bytes += nbytes
@@ -469,7 +469,7 @@ class CurvatureOperator(SymmetricOperator):
             self._first_use()
             if all_cached:  # no data pass at all: every batch's graph is in memory
                 batches: Iterator[Batch] = (
-                    self._cache[i].extras["batch"] for i in range(len(self._cache))
+                    _cached_batch(self._cache[i]) for i in range(len(self._cache))
                 )
                 if self.check_deterministic:
                     # The cached batch shares storage with the user's tensors when no copy was
@@ -542,6 +542,11 @@ class CurvatureOperator(SymmetricOperator):
 def _with_method(state: GraphState, method: str) -> GraphState:
     state.method = method
     return state
+
+
+def _cached_batch(state: GraphState) -> Batch:
+    assert state.batch is not None  # _try_cache keeps a state only with its batch
+    return state.batch
 
 
 def _distributed() -> bool:

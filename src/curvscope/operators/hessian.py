@@ -6,7 +6,7 @@ import torch
 
 from curvscope.operators._autodiff import (
     HESSIAN_METHODS,
-    GraphState,
+    HessianState,
     hessian_apply,
     hessian_prepare,
 )
@@ -43,11 +43,11 @@ class HessianOperator(CurvatureOperator):
     _methods = HESSIAN_METHODS
     _graph_methods = HESSIAN_METHODS[:2]  # the reverse-mode ones share a retained graph
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> HessianState:
         fn, targets, loss = self.model_fn(batch.inputs), batch.targets, self.loss
         return hessian_prepare(method, lambda ps: loss.batch_sum(fn(ps), targets), params)
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: HessianState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         return hessian_apply(state, block)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from curvscope.operators._autodiff import GGN_METHODS, GraphState, ggn_apply, ggn_prepare
+from curvscope.operators._autodiff import GGN_METHODS, OutputState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
 from curvscope.operators.curvature import CurvatureOperator
 
@@ -30,12 +30,13 @@ class OutputSpaceOperator(CurvatureOperator):
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         raise NotImplementedError
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> OutputState:
         state = ggn_prepare(method, self.model_fn(batch.inputs), params)
-        state.extras["output_op"] = self._output_op(batch, state.extras["outputs"].detach())
+        state.output_op = self._output_op(batch, state.outputs.detach())
         return state
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: OutputState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
-        return ggn_apply(state, block, state.extras["output_op"])
+        assert state.output_op is not None  # set by _prepare
+        return ggn_apply(state, block, state.output_op)
