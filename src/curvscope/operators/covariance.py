@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from curvscope.errors import InputError
@@ -26,11 +24,12 @@ class GradientCovarianceOperator(OutputSpaceOperator):
     :math:`\\Sigma v = \\frac1N(\\sum_i c_i g_i - \\bar g \\sum_i c_i)`, which avoids the
     cancellation of :math:`F_{\\rm emp} - \\bar g \\bar g^\\top` when the mean gradient dominates.
     The covariance of a mini-batch gradient is ``minibatch_noise_scale(S, N) * Sigma``.
+
+    Takes the options of :class:`~curvscope.operators.curvature.CurvatureOperator`, no others.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mean_gradient: torch.Tensor | None = None
+    #: the mean gradient once computed (per instance; the class default says "not yet").
+    _mean_gradient: torch.Tensor | None = None
 
     @property
     def mean_gradient(self) -> torch.Tensor:
