@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from curvscope._validate import check_int, is_int
 from curvscope.errors import InputError
 
 __all__ = ["NoiseEstimate", "split_half_noise"]
@@ -89,13 +90,12 @@ def split_half_noise(
         >>> split_half_noise(a, b, num_data=10, half_size=5, num_probes=2).s2  # ||I||_F^2 / 4
         1.0
     """
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 2:
-        raise InputError(f"num_probes must be an integer >= 2 (for a stderr), got {num_probes!r}")
+    check_int("num_probes", num_probes, minimum=2, expected="an integer >= 2 (for a stderr)")
     if op_a.shape != op_b.shape:
         raise InputError(
             f"the two half operators must have the same size; got {op_a.shape} and {op_b.shape}"
         )
-    if not (isinstance(half_size, int) and half_size >= 1 and 2 * half_size <= num_data):
+    if not (is_int(half_size, minimum=1) and 2 * half_size <= num_data):
         raise InputError(
             f"half_size must be a positive integer with 2 * half_size <= num_data; got "
             f"half_size={half_size!r}, num_data={num_data!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from curvscope._validate import is_int
 from curvscope.errors import InputError
 from curvscope.operators._autodiff import OutputState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
@@ -108,10 +109,7 @@ def minibatch_noise_scale(batch_size: int, num_data: int, *, replacement: bool =
         replacement: whether batch indices are drawn i.i.d. (True) or as a uniform S-subset, as
             with epoch shuffling (False, the default).
     """
-    if (
-        not (isinstance(batch_size, int) and isinstance(num_data, int))
-        or not 1 <= batch_size <= num_data
-    ):
+    if not (is_int(num_data, minimum=1) and is_int(batch_size, minimum=1, maximum=num_data)):
         raise InputError(
             f"need integers 1 <= batch_size <= num_data; got batch_size={batch_size}, num_data={num_data}"
         )

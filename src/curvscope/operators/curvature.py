@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from curvscope._memory import available_memory, format_bytes, parse_bytes
+from curvscope._validate import check_int
 from curvscope.errors import (
     CurvscopeError,
     EngineVerificationError,
@@ -155,8 +156,8 @@ class CurvatureOperator(SymmetricOperator):
             }
         if method != "auto" and method not in self._methods:
             raise InputError(f"method must be 'auto' or one of {self._methods}, got {method!r}")
-        if num_data is not None and (not isinstance(num_data, int) or num_data < 1):
-            raise InputError(f"num_data must be a positive integer, got {num_data!r}")
+        if num_data is not None:
+            num_data = check_int("num_data", num_data, minimum=1, expected="a positive integer")
         if cache not in ("auto", True, False):
             raise InputError(f"cache must be 'auto', True or False, got {cache!r}")
         self.source = BatchSource(

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.operators._data import Batch
 from curvscope.operators.curvature import CacheMode
@@ -106,9 +107,9 @@ class FisherOperator(OutputSpaceOperator):
             train_mode=train_mode,
             progress=progress,
         )
-        if mc_samples is not None and (not isinstance(mc_samples, int) or mc_samples < 1):
-            raise InputError(
-                f"mc_samples must be None (exact) or a positive integer, got {mc_samples!r}"
+        if mc_samples is not None:
+            mc_samples = check_int(
+                "mc_samples", mc_samples, minimum=1, expected="None (exact) or a positive integer"
             )
         if mc_samples is None and not self.loss.has_exact_fisher:
             raise InputError(

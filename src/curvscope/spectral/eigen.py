@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.operators.base import SymmetricOperator
@@ -201,11 +202,14 @@ def top_eigenpairs(
     tick = time.perf_counter()
     op = as_operator(op)
     size = op.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < size:
-        raise InputError(
-            f"k must be an integer with 1 <= k < P = {size}, got {k!r}; for all eigenvalues "
-            "use exact_spectrum"
-        )
+    k = check_int(
+        "k",
+        k,
+        minimum=1,
+        maximum=size - 1,
+        expected=f"an integer with 1 <= k < P = {size}",
+        hint="for all eigenvalues use exact_spectrum",
+    )
     if which not in _WHICH:
         raise InputError(f"which must be one of {_WHICH}, got {which!r}")
     if method not in _METHODS:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, NonFiniteError
 from curvscope.spectral._adapter import as_operator
@@ -48,12 +49,6 @@ class TraceEstimate(SavableResult):
     size: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     version: str = __version__
-
-
-def _check_budget(name: str, value: Any, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum} ({why}), got {value!r}")
-    return value
 
 
 def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
@@ -113,11 +108,18 @@ def hutchinson_trace(
     """
     tick = time.perf_counter()
     op = as_operator(op)
-    num_matvecs = _check_budget("num_matvecs", num_matvecs, 2, "two probes give a standard error")
+    num_matvecs = check_int(
+        "num_matvecs",
+        num_matvecs,
+        minimum=2,
+        expected="an integer >= 2 (two probes give a standard error)",
+    )
     check_probe_kind(probe)
     if block_size is None:
         block_size = num_matvecs
-    block_size = _check_budget("block_size", block_size, 1, "probes per block product")
+    block_size = check_int(
+        "block_size", block_size, minimum=1, expected="an integer >= 1 (probes per block product)"
+    )
     if rtol is not None and not (
         isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol > 0
     ):
@@ -172,8 +174,11 @@ def hutchpp_trace(
     """
     tick = time.perf_counter()
     op = as_operator(op)
-    num_matvecs = _check_budget(
-        "num_matvecs", num_matvecs, 6, "Hutch++ splits it in thirds and needs two probes per part"
+    num_matvecs = check_int(
+        "num_matvecs",
+        num_matvecs,
+        minimum=6,
+        expected="an integer >= 6 (Hutch++ splits it in thirds and needs two probes per part)",
     )
     check_probe_kind(probe)
     size = op.shape[0]
