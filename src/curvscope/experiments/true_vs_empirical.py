@@ -49,13 +49,8 @@ from curvscope.data import AugmentedViews, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import split_half_noise
-from curvscope.operators import (
-    FisherOperator,
-    GGNOperator,
-    GradientCovarianceOperator,
-    HessianOperator,
-)
 from curvscope.operators._params import select_parameters
+from curvscope.operators.registry import MATRICES  # re-exported for compatibility
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
 from curvscope.spectral.lanczos import basis_bytes
@@ -71,14 +66,6 @@ __all__ = [
     "theorem1_comparison",
     "true_vs_empirical",
 ]
-
-#: Matrix names -> operator classes (paper 000 studies the Hessian).
-MATRICES: dict[str, type] = {
-    "hessian": HessianOperator,
-    "ggn": GGNOperator,
-    "fisher": FisherOperator,
-    "covariance": GradientCovarianceOperator,
-}
 
 SET_NAMES = ("empirical", "augmented", "test")
 

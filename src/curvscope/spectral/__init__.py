@@ -8,7 +8,7 @@
 - :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators.
 """
 
-from curvscope.spectral._adapter import ScipyOperator, as_operator
+from curvscope.operators.adapter import ScipyOperator, as_operator
 from curvscope.spectral.eigen import EigenResult, top_eigenpairs
 from curvscope.spectral.exact import ExactSpectrum, exact_spectrum
 from curvscope.spectral.lanczos import LanczosResult, lanczos, ritz_pairs

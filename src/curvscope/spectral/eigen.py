@@ -20,8 +20,8 @@ import torch
 from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError
+from curvscope.operators.adapter import as_operator
 from curvscope.operators.base import SymmetricOperator
-from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._probes import draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
 

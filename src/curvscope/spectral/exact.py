@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from curvscope._version import __version__
+from curvscope.operators.adapter import as_operator
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT
-from curvscope.spectral._adapter import as_operator
 from curvscope.spectral._results import SavableResult
 
 __all__ = ["ExactSpectrum", "exact_spectrum"]

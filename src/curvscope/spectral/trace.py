@@ -19,7 +19,7 @@ import torch
 from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, NonFiniteError
-from curvscope.spectral._adapter import as_operator
+from curvscope.operators.adapter import as_operator
 from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
 
