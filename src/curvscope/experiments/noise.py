@@ -20,10 +20,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 from curvscope._validate import check_int, is_int
 from curvscope.errors import InputError
+from curvscope.spectral import draw_probes, make_generator, mean_and_stderr
 
 __all__ = ["NoiseEstimate", "split_half_noise"]
 
@@ -101,14 +100,13 @@ def split_half_noise(
             f"half_size={half_size!r}, num_data={num_data!r}"
         )
     size = int(op_a.shape[0])
-    gen = torch.Generator().manual_seed(seed)
-    probes = torch.randint(0, 2, (size, num_probes), generator=gen, dtype=torch.int64) * 2 - 1
-    probes = probes.to(dtype=op_a.dtype, device=op_a.device)
+    probes = draw_probes(
+        size, num_probes, generator=make_generator(seed), dtype=op_a.dtype, device=op_a.device
+    )
     diff = ((op_a @ probes).double() - (op_b @ probes).double()) / 2
-    per_probe = (diff**2).sum(0).cpu() / size
+    mean, stderr = mean_and_stderr((diff**2).sum(0).cpu() / size)
     scale = 2 * half_size / num_data
-    s2 = float(per_probe.mean()) * scale
-    stderr = float(per_probe.std(correction=1)) / math.sqrt(num_probes) * scale
+    s2, stderr = mean * scale, stderr * scale
     q = size / num_data
     return NoiseEstimate(
         s2=s2,

@@ -22,8 +22,8 @@ from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.operators.adapter import as_operator
 from curvscope.operators.base import SymmetricOperator
-from curvscope.spectral._probes import draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
+from curvscope.spectral.probes import draw_probes, make_generator
 
 __all__ = ["EigenResult", "top_eigenpairs"]
 

@@ -33,8 +33,8 @@ from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.operators.adapter import as_operator
-from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
+from curvscope.spectral.probes import check_probe_kind, draw_probes, make_generator
 
 __all__ = ["LanczosResult", "basis_bytes", "check_basis_memory", "lanczos", "ritz_pairs"]
 

@@ -20,10 +20,10 @@ from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, NonFiniteError
 from curvscope.operators.adapter import as_operator
-from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
 from curvscope.spectral._results import SavableResult
+from curvscope.spectral.probes import check_probe_kind, draw_probes, make_generator
 
-__all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace"]
+__all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace", "mean_and_stderr"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,13 @@ def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
     return forms.cpu()
 
 
-def _mean_and_stderr(forms: torch.Tensor) -> tuple[float, float]:
-    """Sample mean and its standard error (sample standard deviation over sqrt(n))."""
+def mean_and_stderr(forms: torch.Tensor) -> tuple[float, float]:
+    """Sample mean of ``forms`` and its standard error (sample standard deviation over sqrt(n)).
+
+    Example:
+        >>> mean_and_stderr(torch.tensor([1.0, 3.0]))
+        (2.0, 1.0)
+    """
     return float(forms.mean()), float(forms.std(correction=1) / math.sqrt(forms.numel()))
 
 
@@ -135,10 +140,10 @@ def hutchinson_trace(
         block = torch.cat(columns, dim=1).to(op.device)
         forms = torch.cat([forms, _quadratic_forms(op, block)])
         if rtol is not None and forms.numel() >= 2:
-            mean, err = _mean_and_stderr(forms)
+            mean, err = mean_and_stderr(forms)
             if err <= rtol * abs(mean):
                 break
-    value, stderr = _mean_and_stderr(forms)
+    value, stderr = mean_and_stderr(forms)
     return TraceEstimate(
         value=value,
         stderr=stderr,
@@ -192,7 +197,7 @@ def hutchpp_trace(
     exact_part = float(_quadratic_forms(op, basis).sum())
     deflated = probes - basis @ (basis.T @ probes)
     forms = _quadratic_forms(op, deflated)
-    mean, stderr = _mean_and_stderr(forms)
+    mean, stderr = mean_and_stderr(forms)
     return TraceEstimate(
         value=exact_part + mean,
         stderr=stderr,
