@@ -108,6 +108,10 @@ class SpectralLaw(abc.ABC):
         """A random symmetric ``n x n`` matrix whose spectrum tends to this law as n grows."""
         raise NotImplementedError(f"{type(self).__name__} has no matrix ensemble")
 
+    def ensemble_size(self, n: int) -> int:
+        """The smallest size ``>= n`` that :meth:`sample_matrix` accepts (``n`` itself here)."""
+        return n
+
     # ------------------------------------------------------------------ derived
     @property
     def support(self) -> tuple[float, float]:

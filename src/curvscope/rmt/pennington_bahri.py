@@ -106,6 +106,10 @@ class ProductWishart(PolynomialLaw):
             kappa[2 * j] = self.eps**j * self.phi ** (2 * j - 1) / 2**j
         return kappa
 
+    def ensemble_size(self, n: int) -> int:
+        """``n`` rounded up to even: the ensemble is made of two ``n/2`` blocks."""
+        return n + n % 2
+
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """``[[0, A], [A^T, 0]]`` with ``A = e x^T/m`` (``n/2 x n/2``), ``m = round(n/phi)``."""
         n = check_int("the matrix size n", n, minimum=2, expected="an int >= 2")
@@ -228,6 +232,11 @@ class PenningtonBahri(PolynomialLaw):
         k = check_int("the moment order k", k, minimum=0)
         h0, h1 = self.components()
         return h0.free_cumulants(k) + (h1.free_cumulants(k) if h1 is not None else 0.0)
+
+    def ensemble_size(self, n: int) -> int:
+        """The size both components accept (even for the product-Wishart ``H1``)."""
+        h0, h1 = self.components()
+        return h0.ensemble_size(n if h1 is None else h1.ensemble_size(n))
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """``H0 + H1``: a Wishart matrix plus a GOE / product-Wishart matrix.
