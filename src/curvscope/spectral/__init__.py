@@ -8,6 +8,11 @@
 - :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators;
 - :func:`draw_probes`, :func:`make_generator`, :func:`mean_and_stderr` — the probes and the
   statistics of every randomised estimator.
+
+Counts of products: ``num_matvecs`` (:class:`TraceEstimate`, :class:`EigenResult`, and the
+budget argument of the trace estimators) counts matrix-vector products, i.e. columns;
+``num_products`` (:class:`LanczosResult`, :class:`SpectralDensity`) counts block products,
+one per Lanczos step for all probes together, which is what a data pass costs.
 """
 
 from curvscope.operators.adapter import ScipyOperator, as_operator

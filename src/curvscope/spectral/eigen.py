@@ -46,7 +46,8 @@ class EigenResult(SavableResult):
         scale: the norm estimate residuals are measured against: the largest |Ritz value| of
             the block Lanczos basis, or ``max|values|`` for the SciPy methods.
         which, method, tol, seed, size: the inputs (``method`` is the one actually used).
-        num_matvecs: matrix-vector products (columns) spent.
+        num_matvecs: matrix-vector products spent: columns multiplied, the final residual
+            check's ``k`` included, however many block products carried them.
         timings: seconds.
         version: curvscope version.
     """

@@ -96,7 +96,11 @@ class LanczosResult(SavableResult):
         dtype, device: of the products.
         timings: seconds spent in ``products``, ``reorthogonalization`` (all vector work: Gram-Schmidt,
             coefficients, normalisation), ``checkpoint`` and ``total``.
-        num_products: block products computed in this call (fewer when resumed).
+        num_products: block products ``op @ Q`` computed in this call (fewer when resumed):
+            one per Lanczos step, each multiplying the columns of every still-active probe at
+            once (one data pass of a curvature operator). Not a count of matrix-vector
+            products: a run from scratch multiplies ``steps.sum()`` columns, the unit of
+            ``num_matvecs`` elsewhere.
         version: curvscope version that computed it.
     """
 

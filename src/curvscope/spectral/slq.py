@@ -92,7 +92,9 @@ class SpectralDensity(SavableResult):
         num_steps, num_probes, seed, probe, reorthogonalize: the inputs.
         dtype, device: of the products.
         timings: seconds (``products``, ``reorthogonalization``, ``checkpoint``, ``total``).
-        num_products: block products computed.
+        num_products: block products (Lanczos steps, each one data pass for all probes)
+            computed by the call that made it; :meth:`trace` reports the columns,
+            ``steps.sum()``, as ``num_matvecs``.
         version: curvscope version.
     """
 

@@ -34,7 +34,8 @@ class TraceEstimate(SavableResult):
         value: the estimate of :math:`\\operatorname{tr} M`.
         stderr: its standard error (sample standard deviation of the random part over
             :math:`\\sqrt{n}`); ``|value - tr M| < 4 stderr`` is the usual check.
-        num_matvecs: matrix-vector products (columns) spent.
+        num_matvecs: matrix-vector products spent: probe columns multiplied, however many
+            block products carried them (``num_matvecs=`` is the budget's name too).
         method: ``"hutchinson"``, ``"hutchpp"`` or ``"slq"``.
         seed, size: the seed and P.
         timings: seconds.
