@@ -49,7 +49,7 @@ from curvscope.data import AugmentedViews, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import split_half_noise
-from curvscope.operators._params import select_parameters
+from curvscope.operators import select_parameters
 from curvscope.operators.registry import MATRICES  # re-exported for compatibility
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq

@@ -1,5 +1,6 @@
 """Curvature operators: symmetric matrices of a model reached through products M @ V."""
 
+from curvscope.operators._params import select_parameters
 from curvscope.operators.adapter import ScipyOperator, as_operator
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT, SymmetricOperator
 from curvscope.operators.covariance import GradientCovarianceOperator, minibatch_noise_scale
@@ -33,5 +34,6 @@ __all__ = [
     "SymmetricOperator",
     "as_operator",
     "minibatch_noise_scale",
+    "select_parameters",
     "verify_engine",
 ]
