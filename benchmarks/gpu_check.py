@@ -13,14 +13,7 @@ import sys
 import torch
 from torch import nn
 
-from curvscope.operators import (
-    EmpiricalFisherOperator,
-    FisherOperator,
-    GGNOperator,
-    GradientCovarianceOperator,
-    HessianOperator,
-    ResidualOperator,
-)
+from curvscope.operators import OPERATORS, HessianOperator
 from curvscope.spectral import slq
 
 
@@ -58,14 +51,7 @@ def main() -> int:
             ("mse", nn.MSELoss(), y_reg),
         ):
             for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
-                for cls in (
-                    HessianOperator,
-                    GGNOperator,
-                    ResidualOperator,
-                    EmpiricalFisherOperator,
-                    FisherOperator,
-                    GradientCovarianceOperator,
-                ):
+                for cls in OPERATORS.values():
                     results = {}
                     for device in ("cpu", "cuda"):
                         m = model.to(device=device, dtype=dtype).eval()

@@ -49,6 +49,9 @@ NOT_RESULTS = {
     "FigureRef": "report content derived from a result, rendered, never stored",
     "IndexEntry": "a row of the reproduce index, rendered from the studies' claims",
     "Whitening": "a preprocessing map fitted on training data, refitted when data is rebuilt",
+    "Callback": "an input: a function called during training (its records land in results)",
+    "TrainingDefaults": "a constant: the default training of the bundled digits run",
+    "TrueVsEmpiricalStudyConfig": "an input: the study's config (to_dict; config.json)",
 }
 
 
@@ -235,8 +238,12 @@ def _rmt() -> dict[str, Callable[[], list[Any]]]:
 
 
 def _others() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope import rmt
     from curvscope.experiments import ObservedExtremes
     from curvscope.operators import EngineCheck
+    from curvscope.training.ensemble import EnsembleResult
+    from curvscope.training.full_batch import DescentResult
+    from curvscope.training.replay import Iterate
 
     theory = _theorem1()
     return {
@@ -249,6 +256,36 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
         "DataIdentity": lambda: [_data_identity()],
         "TrueVsEmpiricalResult": lambda: [_true_vs_empirical()],
         "EngineCheck": lambda: [EngineCheck({"hessian": {"jvp": "ok", "vmap": "wrong: 1e-3"}})],
+        "SampledSpectrum": lambda: [rmt.sample_spectrum(rmt.semicircle(1.0), 6, seed=0)],
+        "DescentResult": lambda: [
+            DescentResult(
+                steps=3,
+                loss=0.5,
+                grad_norm=math.nan,
+                stop_reason="max_steps",
+                method="gd",
+                history=[{"step": 0, "loss": 1.0, "grad_norm": 2.0}],
+                num_hvps=0,
+            )
+        ],
+        "EnsembleResult": lambda: [
+            EnsembleResult(
+                parameters={"0.weight": torch.arange(6.0, dtype=torch.float64).reshape(2, 3)},
+                losses=torch.tensor([[1.0, 0.5], [2.0, 1.5]]),
+                seeds=(0, 1),
+                steps=2,
+            )
+        ],
+        "Iterate": lambda: [
+            Iterate(
+                epoch=0,
+                step=1,
+                lr=0.1,
+                loss=0.7,
+                parameters=torch.arange(4.0),
+                momentum=torch.zeros(4),
+            )
+        ],
     }
 
 

@@ -1,4 +1,5 @@
-"""The rmt layer is pure NumPy/SciPy (design.md): no module in it imports torch."""
+"""The rmt layer is pure NumPy/SciPy (design.md): no module in it imports torch (the shared
+checks of curvscope._validate import torch only inside the checks that need it)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_rmt_modules_do_not_import_torch_or_higher_layers() -> None:
                 assert not name.startswith("torch"), f"{path.name} imports {name}"
                 top = name.split(".")[:2]
                 if top[0] == "curvscope" and len(top) > 1:
-                    # persistence is the package's bottom layer (beside errors): one save/load
-                    assert top[1] in {"rmt", "errors", "persistence"}, (
+                    # persistence and _validate are the package's shared bottom (beside errors)
+                    assert top[1] in {"rmt", "errors", "persistence", "_validate"}, (
                         f"{path.name} imports {name} (a layer above or beside)"
                     )

@@ -22,7 +22,7 @@ from curvscope.spectral import (
     slq,
     top_eigenpairs,
 )
-from curvscope.spectral._probes import draw_probes, make_generator
+from curvscope.spectral.probes import draw_probes, make_generator
 
 P = 2000
 

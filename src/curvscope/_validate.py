@@ -2,18 +2,20 @@
 
 Each check raises :class:`~curvscope.errors.InputError` saying what was expected, what arrived
 and how to fix it, and returns the value in its canonical form (``torch.float64`` -> ``"float64"``,
-``torch.device("cuda", 0)`` -> ``"cuda:0"``).
+``torch.device("cuda", 0)`` -> ``"cuda:0"``). Every layer uses it, ``rmt`` included, so it imports
+torch only inside the checks that need it.
 """
 
 from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from curvscope.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DTYPES",
@@ -22,8 +24,10 @@ __all__ = [
     "check_device",
     "check_dtype",
     "check_int",
+    "check_positive",
     "check_real",
     "check_seed",
+    "is_int",
 ]
 
 #: Precisions curvscope trains and multiplies in.
@@ -39,14 +43,55 @@ def _kind(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None, hint: str = "") -> int:
-    """An integer (not a bool, not a float) ``>= minimum``."""
-    suffix = f"; {hint}" if hint else ""
+def is_int(value: Any, *, minimum: int | None = None, maximum: int | None = None) -> bool:
+    """Whether ``value`` is an integer (not a bool, not a float; numpy integers count) in
+    ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
+        return False
+    return (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    hint: str = "",
+    expected: str | None = None,
+) -> int:
+    """An integer (not a bool, not a float; numpy integers count) in ``[minimum, maximum]``.
+
+    Args:
+        name: the option, as the message names it.
+        value: what arrived.
+        minimum, maximum: the accepted range (``None``: unbounded).
+        hint: how to fix it, appended to the message.
+        expected: the requirement in the caller's words (``"a positive integer"``); the message
+            is then ``"{name} must be {expected}, got {value!r}"`` for every failure.
+
+    Example:
+        >>> check_int("num_steps", 3, minimum=1)
+        3
+        >>> check_int("num_steps", 0, minimum=1)
+        Traceback (most recent call last):
+        ...
+        curvscope.errors.InputError: num_steps must be an integer >= 1, got 0
+    """
+    suffix = f"; {hint}" if hint else ""
+    if is_int(value, minimum=minimum, maximum=maximum):
+        return int(value)
+    if expected is not None:
+        raise InputError(f"{name} must be {expected}, got {value!r}{suffix}")
+    if not is_int(value):
         raise InputError(f"{name} must be an integer, got {_kind(value)}{suffix}")
-    if minimum is not None and value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}{suffix}")
-    return int(value)
+    if maximum is None:
+        bound = f">= {minimum}"
+    elif minimum is None:
+        bound = f"<= {maximum}"
+    else:
+        bound = f"in [{minimum}, {maximum}]"
+    raise InputError(f"{name} must be an integer {bound}, got {value!r}{suffix}")
 
 
 def check_real(
@@ -58,13 +103,19 @@ def check_real(
     low_open: bool = False,
     high_open: bool = False,
     hint: str = "",
+    expected: str | None = None,
 ) -> float:
-    """A finite real number (not a bool or a string) in the given interval."""
+    """A finite real number (not a bool or a string) in the given interval.
+
+    ``expected`` words the requirement as :func:`check_int`'s does (``"a positive number"``).
+    """
     lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
     hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
     interval = f"{lo}, {hi}"
     suffix = f"; {hint}" if hint else ""
     if isinstance(value, bool) or not isinstance(value, Real):
+        if expected is not None:
+            raise InputError(f"{name} must be {expected}, got {value!r}{suffix}")
         raise InputError(
             f"{name} must be a finite number in {interval}, got {_kind(value)}{suffix}"
         )
@@ -72,8 +123,22 @@ def check_real(
     below = low is not None and (out <= low if low_open else out < low)
     above = high is not None and (out >= high if high_open else out > high)
     if not math.isfinite(out) or below or above:
+        if expected is not None:
+            raise InputError(f"{name} must be {expected}, got {value!r}{suffix}")
         raise InputError(f"{name} must be a finite number in {interval}, got {value!r}{suffix}")
     return out
+
+
+def check_positive(name: str, value: Any, *, hint: str = "") -> float:
+    """A finite real number ``> 0`` (a scale, a ratio, a width).
+
+    Example:
+        >>> check_positive("phi", 0.5)
+        0.5
+    """
+    return check_real(
+        name, value, low=0, low_open=True, hint=hint, expected="a positive finite number"
+    )
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -97,6 +162,8 @@ def check_seed(value: Any, *, name: str = "seed") -> int:
 
 def check_dtype(value: Any, *, name: str = "dtype") -> str:
     """``"float32"``/``"float64"``, also given as ``torch.float32``/``torch.float64``."""
+    import torch
+
     text = str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value
     if not isinstance(text, str) or text not in DTYPES:
         raise InputError(
@@ -115,6 +182,8 @@ def check_device(value: Any, *, name: str = "device", available: bool = True) ->
         available: also check that the device exists on this machine (CUDA index below
             the number of GPUs, MPS built and available); ``False`` checks the spelling only.
     """
+    import torch
+
     if isinstance(value, torch.device):
         value = str(value)
     if not isinstance(value, str):
@@ -134,6 +203,8 @@ def check_device(value: Any, *, name: str = "device", available: bool = True) ->
 
 
 def _check_available(dev: torch.device, value: str, name: str) -> None:
+    import torch
+
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:

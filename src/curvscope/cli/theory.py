@@ -22,6 +22,7 @@ from curvscope.rmt import (
     critical_energy_curve,
     index_curve,
     pennington_bahri,
+    sample_spectrum,
 )
 from curvscope.rmt.pennington_bahri import CHECKED_MAX, CHECKED_MIN
 
@@ -261,20 +262,19 @@ def _draw(
     }
     if sample_size > 0:
         law = laws[int(np.argmax(eps_values))]
-        n = sample_size + (sample_size % 2 if model == "improved" else 0)
-        ev = np.linalg.eigvalsh(law.sample_matrix(n, generator=np.random.default_rng(seed)))
+        sample = sample_spectrum(law, sample_size, seed=seed)
         files["sample"] = str(out_dir / "sample.png")
         plot_density(
             law,
-            ev,
+            sample.eigenvalues,
             label=f"theory ε = {law.eps:g}",
-            title=f"sampled n = {n} vs theory, φ = {phi:g}",
+            title=f"sampled n = {sample.size} vs theory, φ = {phi:g}",
         ).savefig(files["sample"], dpi=120)
         report["sample"] = {
-            "size": n,
+            "size": sample.size,
             "seed": seed,
             "eps": law.eps,
-            "index_sampled": float(np.mean(ev < 0)),
+            "index_sampled": sample.index,
             "index_theory": law.index,
         }
     report["names"] = list(files)

@@ -20,10 +20,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
+from curvscope._validate import check_int, is_int
 from curvscope.errors import InputError
 from curvscope.persistence import savable
+from curvscope.spectral import draw_probes, make_generator, mean_and_stderr
 
 __all__ = ["NoiseEstimate", "split_half_noise"]
 
@@ -91,26 +91,24 @@ def split_half_noise(
         >>> split_half_noise(a, b, num_data=10, half_size=5, num_probes=2).s2  # ||I||_F^2 / 4
         1.0
     """
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 2:
-        raise InputError(f"num_probes must be an integer >= 2 (for a stderr), got {num_probes!r}")
+    check_int("num_probes", num_probes, minimum=2, expected="an integer >= 2 (for a stderr)")
     if op_a.shape != op_b.shape:
         raise InputError(
             f"the two half operators must have the same size; got {op_a.shape} and {op_b.shape}"
         )
-    if not (isinstance(half_size, int) and half_size >= 1 and 2 * half_size <= num_data):
+    if not (is_int(half_size, minimum=1) and 2 * half_size <= num_data):
         raise InputError(
             f"half_size must be a positive integer with 2 * half_size <= num_data; got "
             f"half_size={half_size!r}, num_data={num_data!r}"
         )
     size = int(op_a.shape[0])
-    gen = torch.Generator().manual_seed(seed)
-    probes = torch.randint(0, 2, (size, num_probes), generator=gen, dtype=torch.int64) * 2 - 1
-    probes = probes.to(dtype=op_a.dtype, device=op_a.device)
+    probes = draw_probes(
+        size, num_probes, generator=make_generator(seed), dtype=op_a.dtype, device=op_a.device
+    )
     diff = ((op_a @ probes).double() - (op_b @ probes).double()) / 2
-    per_probe = (diff**2).sum(0).cpu() / size
+    mean, stderr = mean_and_stderr((diff**2).sum(0).cpu() / size)
     scale = 2 * half_size / num_data
-    s2 = float(per_probe.mean()) * scale
-    stderr = float(per_probe.std(correction=1)) / math.sqrt(num_probes) * scale
+    s2, stderr = mean * scale, stderr * scale
     q = size / num_data
     return NoiseEstimate(
         s2=s2,

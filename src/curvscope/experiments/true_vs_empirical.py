@@ -37,20 +37,22 @@ from tqdm.auto import tqdm
 
 from curvscope._memory import available_memory, format_bytes
 from curvscope._outputs import json_safe
-from curvscope._validate import check_bool, check_device, check_dtype, check_seed
+from curvscope._validate import (
+    check_bool,
+    check_device,
+    check_dtype,
+    check_int,
+    check_seed,
+    is_int,
+)
 from curvscope._version import __version__
 from curvscope.data import AugmentedViews, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import NoiseEstimate, split_half_noise
 from curvscope.models import ModelSpec
-from curvscope.operators import (
-    FisherOperator,
-    GGNOperator,
-    GradientCovarianceOperator,
-    HessianOperator,
-)
-from curvscope.operators._params import select_parameters
+from curvscope.operators import select_parameters
+from curvscope.operators.registry import MATRICES  # re-exported for compatibility
 from curvscope.persistence import savable
 from curvscope.rmt import deflated_extremes, spiked_extremes
 from curvscope.spectral import SpectralDensity, slq
@@ -75,20 +77,7 @@ __all__ = [
     "true_vs_empirical",
 ]
 
-#: Matrix names -> operator classes (paper 000 studies the Hessian).
-MATRICES: dict[str, type] = {
-    "hessian": HessianOperator,
-    "ggn": GGNOperator,
-    "fisher": FisherOperator,
-    "covariance": GradientCovarianceOperator,
-}
-
 SET_NAMES = ("empirical", "augmented", "test")
-
-
-def _positive_int(name: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer ({hint}), got {value!r}")
 
 
 def _check_config(config: Any) -> None:
@@ -103,16 +92,26 @@ def _check_config(config: Any) -> None:
         )
     if not isinstance(config.matrix, str) or config.matrix not in MATRICES:
         raise InputError(f"unknown matrix {config.matrix!r}; expected one of {', '.join(MATRICES)}")
-    _positive_int("views", config.views, "K frozen views per sample, e.g. 9")
-    _positive_int("num_steps", config.num_steps, "Lanczos steps, e.g. 80")
-    _positive_int("num_probes", config.num_probes, "SLQ probes, e.g. 3")
-    _positive_int("batch_size", config.batch_size, "e.g. 2048")
-    if (
-        isinstance(config.noise_probes, bool)
-        or not isinstance(config.noise_probes, int)
-        or config.noise_probes == 1
-        or config.noise_probes < 0
-    ):
+    check_int(
+        "views",
+        config.views,
+        minimum=1,
+        expected="a positive integer (K frozen views per sample, e.g. 9)",
+    )
+    check_int(
+        "num_steps",
+        config.num_steps,
+        minimum=1,
+        expected="a positive integer (Lanczos steps, e.g. 80)",
+    )
+    check_int(
+        "num_probes",
+        config.num_probes,
+        minimum=1,
+        expected="a positive integer (SLQ probes, e.g. 3)",
+    )
+    check_int("batch_size", config.batch_size, minimum=1, expected="a positive integer (e.g. 2048)")
+    if not is_int(config.noise_probes, minimum=0) or config.noise_probes == 1:
         raise InputError(
             f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
             f"got {config.noise_probes!r}"

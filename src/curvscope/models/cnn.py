@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from curvscope.errors import InputError
+from curvscope._validate import check_int
 
 __all__ = ["SmallCNN"]
 
@@ -30,8 +30,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, *, width: int = 64) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise InputError(f"width must be a positive integer, got {width!r}")
+        width = check_int("width", width, minimum=1, expected="a positive integer")
         w1, w2 = width, 2 * width
         self.features = nn.Sequential(
             *_conv_bn(in_channels, w1),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from curvscope._validate import is_int
 from curvscope.errors import InputError
 
 __all__ = ["ACTIVATIONS", "MLP"]
@@ -51,7 +52,7 @@ class MLP(nn.Module):
                 f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}"
             )
         widths = [in_features, *hidden, out_features]
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        if not all(is_int(w, minimum=1) for w in widths):
             raise InputError(f"layer widths must be positive integers, got {widths}")
         layers: list[nn.Module] = [nn.Flatten()]
         for k, (a, b) in enumerate(itertools.pairwise(widths)):

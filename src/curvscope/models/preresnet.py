@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 
 __all__ = ["PreResNet"]
@@ -69,8 +70,7 @@ class PreResNet(nn.Module):
 
     def __init__(self, depth: int = 110, num_classes: int = 10, *, in_channels: int = 3) -> None:
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int):
-            raise InputError(f"depth must be an integer, got {depth!r}")
+        depth = check_int("depth", depth, expected="an integer")
         if depth >= 44 and (depth - 2) % 9 == 0:
             block: type[_BasicBlock] | type[_Bottleneck] = _Bottleneck
             n = (depth - 2) // 9

@@ -18,16 +18,21 @@ is the retained autograd graph, so a cached batch costs only the k backward pass
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from curvscope.operators._data import Batch
 
 __all__ = [
     "BATCHED_TWINS",
     "GGN_METHODS",
     "HESSIAN_METHODS",
     "GraphState",
+    "HessianState",
+    "OutputOp",
+    "OutputState",
     "ggn_apply",
     "ggn_prepare",
     "hessian_apply",
@@ -43,13 +48,49 @@ Params = tuple[torch.Tensor, ...]
 Block = tuple[torch.Tensor, ...]  # per parameter: (k, *shape)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GraphState:
-    """What one batch contributes to every later product (possibly with a retained graph)."""
+    """What one batch contributes to every later product (possibly with a retained graph).
+
+    One subclass per product family holds what its methods need; the engine sets ``batch`` when
+    it keeps the state in its cache (a fully cached pass reads its batches from there).
+    """
 
     method: str
     leaves: Params
-    extras: dict[str, Any] = field(default_factory=dict)
+    batch: Batch | None = None
+
+
+@dataclass(kw_only=True)
+class HessianState(GraphState):
+    """The Hessian family: ``fn`` for ``fwd-rev``; ``grads`` (create_graph) for reverse methods."""
+
+    fn: Callable[[Params], torch.Tensor] | None = None
+    grads: Params = ()
+    value: torch.Tensor | None = None
+
+
+OutputOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(outputs, JV of shape (k, *outputs.shape)) -> W of the same shape, then J^T W is returned."""
+
+
+@dataclass(kw_only=True)
+class OutputState(GraphState):
+    """The ``J^T Lambda J`` family.
+
+    ``outputs`` of the batch (with their graph for reverse methods); ``fn`` and ``vjp_fn`` for
+    ``fwd``; ``dummy`` and ``jt_dummy`` (the graph of ``u -> J^T u``) for reverse methods. The
+    operator adds ``output_op`` (its :math:`\\Lambda`) or, for the gradient covariance, the output
+    residuals ``residual``.
+    """
+
+    outputs: torch.Tensor
+    fn: Callable[[Params], torch.Tensor] | None = None
+    vjp_fn: Callable[..., Any] | None = None
+    dummy: torch.Tensor | None = None
+    jt_dummy: Params = ()
+    output_op: OutputOp | None = None
+    residual: torch.Tensor | None = None
 
 
 def _leaves(params: Params) -> Params:
@@ -102,22 +143,23 @@ def _stack_columns(columns: Sequence[Block]) -> Block:
 # ---------------------------------------------------------------------- Hessian of a scalar
 def hessian_prepare(
     method: str, scalar_fn: Callable[[Params], torch.Tensor], params: Params
-) -> GraphState:
+) -> HessianState:
     """Build what ``method`` needs; for reverse methods, the create_graph gradient of ``scalar_fn``."""
     if method == "fwd-rev":
-        return GraphState(method, tuple(p.detach() for p in params), {"fn": scalar_fn})
+        return HessianState(method=method, leaves=tuple(p.detach() for p in params), fn=scalar_fn)
     leaves = _leaves(params)
     with torch.enable_grad():
         value = scalar_fn(leaves)
         grads = torch.autograd.grad(value, leaves, create_graph=True, allow_unused=True)
     grads = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, leaves))
-    return GraphState(method, leaves, {"grads": grads, "value": value.detach()})
+    return HessianState(method=method, leaves=leaves, grads=grads, value=value.detach())
 
 
-def hessian_apply(state: GraphState, block: Block) -> Block:
+def hessian_apply(state: HessianState, block: Block) -> Block:
     """``H @ V`` for the scalar of ``state``; ``block`` and the result are per-parameter ``(k, ...)``."""
     if state.method == "fwd-rev":
-        fn = state.extras["fn"]
+        fn = state.fn
+        assert fn is not None  # set by hessian_prepare for fwd-rev
         primals = state.leaves
 
         def hvp(*tangent: torch.Tensor) -> Block:
@@ -126,7 +168,7 @@ def hessian_apply(state: GraphState, block: Block) -> Block:
 
         with torch.enable_grad():
             return tuple(torch.func.vmap(hvp)(*block))
-    grads = state.extras["grads"]
+    grads = state.grads
     with torch.enable_grad():
         if state.method == "rev-rev-batched":
             return _grad(grads, state.leaves, block, batched=True)
@@ -136,38 +178,39 @@ def hessian_apply(state: GraphState, block: Block) -> Block:
 
 
 # ---------------------------------------------------------------------- J^T Lambda J
-OutputOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(outputs, JV of shape (k, *outputs.shape)) -> W of the same shape, then J^T W is returned."""
 
 
 def ggn_prepare(
     method: str, model_fn: Callable[[Params], torch.Tensor], params: Params
-) -> GraphState:
+) -> OutputState:
     """Forward pass (and, for reverse methods, the graph of ``u -> J^T u`` for the double-vjp trick)."""
     if method == "fwd":
         leaves = tuple(p.detach() for p in params)
         with torch.enable_grad():
             outputs, vjp_fn = torch.func.vjp(model_fn, leaves)
-        return GraphState(
-            method, leaves, {"fn": model_fn, "outputs": outputs.detach(), "vjp_fn": vjp_fn}
+        return OutputState(
+            method=method, leaves=leaves, outputs=outputs.detach(), fn=model_fn, vjp_fn=vjp_fn
         )
     leaves = _leaves(params)
     with torch.enable_grad():
         outputs = model_fn(leaves)
         dummy = torch.zeros_like(outputs, requires_grad=True)
         jt_dummy = _grad([outputs], leaves, [dummy], create_graph=True)
-    return GraphState(method, leaves, {"outputs": outputs, "dummy": dummy, "jt_dummy": jt_dummy})
+    return OutputState(
+        method=method, leaves=leaves, outputs=outputs, dummy=dummy, jt_dummy=jt_dummy
+    )
 
 
-def ggn_outputs(state: GraphState) -> torch.Tensor:
-    return state.extras["outputs"].detach()
+def ggn_outputs(state: OutputState) -> torch.Tensor:
+    return state.outputs.detach()
 
 
-def ggn_apply(state: GraphState, block: Block, output_op: OutputOp) -> Block:
+def ggn_apply(state: OutputState, block: Block, output_op: OutputOp) -> Block:
     """``J^T Lambda J V`` where ``output_op(outputs, JV)`` applies Lambda to ``JV`` (k, *out)."""
     outputs = ggn_outputs(state)
     if state.method == "fwd":
-        fn, primals = state.extras["fn"], state.leaves
+        fn, vjp_fn, primals = state.fn, state.vjp_fn, state.leaves
+        assert fn is not None and vjp_fn is not None  # set by ggn_prepare for fwd
 
         def jvp(*tangent: torch.Tensor) -> torch.Tensor:
             return torch.func.jvp(fn, (primals,), (tuple(tangent),))[1]
@@ -175,21 +218,20 @@ def ggn_apply(state: GraphState, block: Block, output_op: OutputOp) -> Block:
         with torch.enable_grad():
             jv = torch.func.vmap(jvp)(*block)
             w = output_op(outputs, jv)
-            return tuple(torch.func.vmap(state.extras["vjp_fn"])(w)[0])
-    ex = state.extras
+            return tuple(torch.func.vmap(vjp_fn)(w)[0])
+    dummy, jt_dummy = state.dummy, state.jt_dummy
+    assert dummy is not None  # set by ggn_prepare for reverse methods
     batched = state.method == "rev-batched"
     with torch.enable_grad():
         if batched:
-            (jv,) = _grad(ex["jt_dummy"], [ex["dummy"]], block, batched=True)
+            (jv,) = _grad(jt_dummy, [dummy], block, batched=True)
         else:
             k = block[0].shape[0]
-            jv = torch.stack(
-                [_grad(ex["jt_dummy"], [ex["dummy"]], [v[j] for v in block])[0] for j in range(k)]
-            )
+            jv = torch.stack([_grad(jt_dummy, [dummy], [v[j] for v in block])[0] for j in range(k)])
         w = output_op(outputs, jv)
         if batched:
-            return _grad([ex["outputs"]], state.leaves, [w], batched=True)
-        columns = [_grad([ex["outputs"]], state.leaves, [w[j]]) for j in range(w.shape[0])]
+            return _grad([state.outputs], state.leaves, [w], batched=True)
+        columns = [_grad([state.outputs], state.leaves, [w[j]]) for j in range(w.shape[0])]
     return _stack_columns(columns)
 
 

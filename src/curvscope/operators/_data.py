@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError, NonDeterministicError, NonFiniteError
 from curvscope.operators.base import digest
 
@@ -59,8 +60,8 @@ class BatchSource:
         dtype: torch.dtype,
         batch_size: int | None = None,
     ) -> None:
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if batch_size is not None:
+            check_int("batch_size", batch_size, minimum=1, expected="a positive integer or None")
         if _is_tensor_pair(data):
             inputs, targets = data
             self._check_lengths(inputs, targets, where="the (inputs, targets) pair")

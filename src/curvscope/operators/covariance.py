@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from curvscope._validate import is_int
 from curvscope.errors import InputError
-from curvscope.operators._autodiff import GraphState, ggn_apply, ggn_prepare
+from curvscope.operators._autodiff import OutputState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
-from curvscope.operators.ggn import OutputSpaceOperator
+from curvscope.operators.output_space import OutputSpaceOperator
 
 __all__ = ["GradientCovarianceOperator", "minibatch_noise_scale"]
 
@@ -26,11 +25,12 @@ class GradientCovarianceOperator(OutputSpaceOperator):
     :math:`\\Sigma v = \\frac1N(\\sum_i c_i g_i - \\bar g \\sum_i c_i)`, which avoids the
     cancellation of :math:`F_{\\rm emp} - \\bar g \\bar g^\\top` when the mean gradient dominates.
     The covariance of a mini-batch gradient is ``minibatch_noise_scale(S, N) * Sigma``.
+
+    Takes the options of :class:`~curvscope.operators.curvature.CurvatureOperator`, no others.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mean_gradient: torch.Tensor | None = None
+    #: the mean gradient once computed (per instance; the class default says "not yet").
+    _mean_gradient: torch.Tensor | None = None
 
     @property
     def mean_gradient(self) -> torch.Tensor:
@@ -63,12 +63,13 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         return super()._matmat(block)
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: OutputState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         # c_i = r_i^T (J_i v) - gbar^T v; the product is J^T (c r) and the aux sum is sum_i c_i.
         gbar = self.layout.split(self.mean_gradient.to(block[0].dtype)[:, None])
         gbar_v = sum((g * v).reshape(v.shape[0], -1).sum(dim=1) for g, v in zip(gbar, block))
-        residual = state.extras["residual"]
+        residual = state.residual
+        assert residual is not None  # set by _prepare
         coeff_sum: list[torch.Tensor] = []
 
         def op(_: torch.Tensor, jv: torch.Tensor) -> torch.Tensor:
@@ -81,11 +82,9 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         product = ggn_apply(state, block, op)
         return (*product, coeff_sum[0])
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> OutputState:
         state = ggn_prepare(method, self.model_fn(batch.inputs), params)
-        state.extras["residual"] = self.loss.output_grad(
-            state.extras["outputs"].detach(), batch.targets
-        )
+        state.residual = self.loss.output_grad(state.outputs.detach(), batch.targets)
         return state
 
     def _finalize(
@@ -110,10 +109,7 @@ def minibatch_noise_scale(batch_size: int, num_data: int, *, replacement: bool =
         replacement: whether batch indices are drawn i.i.d. (True) or as a uniform S-subset, as
             with epoch shuffling (False, the default).
     """
-    if (
-        not (isinstance(batch_size, int) and isinstance(num_data, int))
-        or not 1 <= batch_size <= num_data
-    ):
+    if not (is_int(num_data, minimum=1) and is_int(batch_size, minimum=1, maximum=num_data)):
         raise InputError(
             f"need integers 1 <= batch_size <= num_data; got batch_size={batch_size}, num_data={num_data}"
         )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.operators._data import Batch
-from curvscope.operators.ggn import OutputSpaceOperator
+from curvscope.operators.curvature import CacheMode
+from curvscope.operators.output_space import OutputSpaceOperator
 
 __all__ = ["EmpiricalFisherOperator", "FisherOperator", "outer_product_op"]
 
@@ -60,18 +63,53 @@ class FisherOperator(OutputSpaceOperator):
             per input (Monte-Carlo Fisher).
         seed: seeds the label draws. Draws are frozen: batch ``j`` always gets the labels of
             ``(seed, rank, j)``, so every product sees the same matrix.
+        model, loss_fn, data, params, num_data, dtype, batch_size, check_deterministic, verify,
+            method, cache, cache_memory, train_mode, progress: as for
+            :class:`~curvscope.operators.curvature.CurvatureOperator`.
 
     Label smoothing changes the loss, not the model's likelihood: the Fisher of a label-smoothed
     cross-entropy model is the Fisher of its categorical predictive distribution.
     """
 
     def __init__(
-        self, *args: Any, mc_samples: int | None = None, seed: int = 0, **kwargs: Any
+        self,
+        model: nn.Module,
+        loss_fn: Callable[..., torch.Tensor],
+        data: Any,
+        *,
+        mc_samples: int | None = None,
+        seed: int = 0,
+        params: str | Sequence[str] | None = None,
+        num_data: int | None = None,
+        dtype: torch.dtype | str | None = None,
+        batch_size: int | None = None,
+        check_deterministic: bool = True,
+        verify: bool = True,
+        method: str = "auto",
+        cache: CacheMode = "auto",
+        cache_memory: int | str | None = None,
+        train_mode: bool = False,
+        progress: bool = False,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        if mc_samples is not None and (not isinstance(mc_samples, int) or mc_samples < 1):
-            raise InputError(
-                f"mc_samples must be None (exact) or a positive integer, got {mc_samples!r}"
+        super().__init__(
+            model,
+            loss_fn,
+            data,
+            params=params,
+            num_data=num_data,
+            dtype=dtype,
+            batch_size=batch_size,
+            check_deterministic=check_deterministic,
+            verify=verify,
+            method=method,
+            cache=cache,
+            cache_memory=cache_memory,
+            train_mode=train_mode,
+            progress=progress,
+        )
+        if mc_samples is not None:
+            mc_samples = check_int(
+                "mc_samples", mc_samples, minimum=1, expected="None (exact) or a positive integer"
             )
         if mc_samples is None and not self.loss.has_exact_fisher:
             raise InputError(

@@ -6,39 +6,10 @@ from collections.abc import Callable
 
 import torch
 
-from curvscope.operators._autodiff import GGN_METHODS, GraphState, ggn_apply, ggn_prepare
 from curvscope.operators._data import Batch
-from curvscope.operators._engine import CurvatureOperator
+from curvscope.operators.output_space import OutputSpaceOperator
 
-__all__ = ["GGNOperator", "OutputSpaceOperator"]
-
-
-class OutputSpaceOperator(CurvatureOperator):
-    """Base of the matrices :math:`\\frac1N\\sum_i J_i^\\top \\Lambda_i J_i` with
-    :math:`J_i = \\partial f(x_i;\\theta)/\\partial\\theta` and :math:`\\Lambda_i` acting on the
-    outputs of sample i. Subclasses give :math:`\\Lambda` through :meth:`_output_op`.
-
-    Methods: ``"rev"`` (reverse only: :math:`Jv` by the double-vjp trick, the reference),
-    ``"rev-batched"`` (vmapped), ``"fwd"`` (``vmap(jvp)`` then ``vmap(vjp)``).
-    """
-
-    _methods = GGN_METHODS
-    _graph_methods = GGN_METHODS[:2]  # the reverse-mode ones share a retained graph
-
-    def _output_op(
-        self, batch: Batch, outputs: torch.Tensor
-    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        raise NotImplementedError
-
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
-        state = ggn_prepare(method, self.model_fn(batch.inputs), params)
-        state.extras["output_op"] = self._output_op(batch, state.extras["outputs"].detach())
-        return state
-
-    def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, ...]:
-        return ggn_apply(state, block, state.extras["output_op"])
+__all__ = ["GGNOperator"]
 
 
 class GGNOperator(OutputSpaceOperator):

@@ -6,12 +6,12 @@ import torch
 
 from curvscope.operators._autodiff import (
     HESSIAN_METHODS,
-    GraphState,
+    HessianState,
     hessian_apply,
     hessian_prepare,
 )
 from curvscope.operators._data import Batch
-from curvscope.operators._engine import CurvatureOperator
+from curvscope.operators.curvature import CurvatureOperator
 
 __all__ = ["HessianOperator"]
 
@@ -23,7 +23,7 @@ class HessianOperator(CurvatureOperator):
 
     The object of every paper curvscope implements (paper 000 §3, paper 001 eq. 3, paper 003).
     Products ``H @ V`` for a block of k vectors cost one pass over the data; see
-    :class:`~curvscope.operators._engine.CurvatureOperator` for every option.
+    :class:`~curvscope.operators.curvature.CurvatureOperator` for every option.
 
     Methods (``method=``): ``"rev-rev"`` (reverse-over-reverse through one retained graph, the
     reference), ``"rev-rev-batched"`` (the k backward passes vmapped), ``"fwd-rev"`` (``vmap`` of
@@ -43,11 +43,11 @@ class HessianOperator(CurvatureOperator):
     _methods = HESSIAN_METHODS
     _graph_methods = HESSIAN_METHODS[:2]  # the reverse-mode ones share a retained graph
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> HessianState:
         fn, targets, loss = self.model_fn(batch.inputs), batch.targets, self.loss
         return hessian_prepare(method, lambda ps: loss.batch_sum(fn(ps), targets), params)
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: HessianState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         return hessian_apply(state, block)

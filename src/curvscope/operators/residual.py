@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from curvscope.operators._autodiff import GraphState, hessian_apply, hessian_prepare
+from curvscope.operators._autodiff import HessianState, hessian_apply, hessian_prepare
 from curvscope.operators._data import Batch
 from curvscope.operators.hessian import HessianOperator
 
@@ -24,13 +24,13 @@ class ResidualOperator(HessianOperator):
     Hessian product and is exact to rounding even where H and G nearly cancel.
     """
 
-    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> GraphState:
+    def _prepare(self, method: str, batch: Batch, params: tuple[torch.Tensor, ...]) -> HessianState:
         fn = self.model_fn(batch.inputs)
         with torch.no_grad():
             residual = self.loss.output_grad(fn(params), batch.targets)
         return hessian_prepare(method, lambda ps: (fn(ps) * residual).sum(), params)
 
     def _apply(
-        self, state: GraphState, block: tuple[torch.Tensor, ...]
+        self, state: HessianState, block: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         return hessian_apply(state, block)

@@ -15,16 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from curvscope.errors import InputError
+from curvscope.plots._axes import figure_axes
 from curvscope.spectral import SpectralDensity
 
 __all__ = ["plot_smoothed_density", "plot_spectrum", "plot_stem"]
-
-
-def _axes(ax: Axes | None) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-        return fig, fig.add_subplot()
-    return ax.figure, ax  # type: ignore[return-value]
 
 
 def _check(density: Any) -> SpectralDensity:
@@ -59,7 +53,7 @@ def plot_stem(
         title: axes title.
     """
     density = _check(density)
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     weights = density.pooled_weights
     floor = max(float(weights[weights > 0].min()) / 3, 1e-300) if log and (weights > 0).any() else 0
     ax.vlines(density.nodes, floor, np.maximum(weights, floor), colors=color, linewidth=1.0)
@@ -99,7 +93,7 @@ def plot_smoothed_density(
         num_points: size of the default grid.
     """
     density = _check(density)
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     lo, hi = density.extremal
     span = hi - lo if hi > lo else max(abs(hi), 1.0)
     if width is None:
@@ -133,7 +127,7 @@ def plot_spectrum(
 ) -> Figure:
     """Stem plot (log weights, left axis) with the smoothed density on a twin right axis."""
     density = _check(density)
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     plot_stem(density, ax=ax, color=color, title=title, label="Ritz weights")
     twin = ax.twinx()
     plot_smoothed_density(density, ax=twin, width=width, color="C3", log=True)

@@ -16,16 +16,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from curvscope.errors import InputError
+from curvscope.plots._axes import figure_axes
 from curvscope.rmt import CriticalEnergyCurve, IndexCurve, SpectralLaw
 
 __all__ = ["plot_critical_energy", "plot_densities", "plot_density", "plot_index_curves"]
-
-
-def _axes(ax: Axes | None) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-        return fig, fig.add_subplot()
-    return ax.figure, ax  # type: ignore[return-value]
 
 
 def _grid(
@@ -79,7 +73,7 @@ def plot_density(
         raise InputError(
             f"bins must be >= 1 and num_points >= 2; got bins={bins}, num_points={num_points}"
         )
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     ev = None if eigenvalues is None else np.asarray(eigenvalues, dtype=float).ravel()
     x = _grid([law], num_points, ev)
     if ev is not None:
@@ -116,7 +110,7 @@ def plot_densities(
         raise InputError("plot_densities needs at least one law")
     if labels is not None and len(labels) != len(laws):
         raise InputError(f"got {len(labels)} labels for {len(laws)} laws")
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     x = _grid(laws, num_points)
     for i, law in enumerate(laws):
         color = f"C{i % 10}"
@@ -139,7 +133,7 @@ def plot_index_curves(
     curves = list(curves)
     if not curves:
         raise InputError("plot_index_curves needs at least one IndexCurve")
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     for i, c in enumerate(curves):
         color = f"C{i % 10}"
         ax.plot(c.eps, c.alpha, color=color, linewidth=1.8, label=f"φ = {c.phi:g}")
@@ -156,7 +150,7 @@ def plot_critical_energy(
     curve: CriticalEnergyCurve, *, ax: Axes | None = None, title: str | None = None
 ) -> Figure:
     """``eps_c(phi)`` with the paper's empirical fits ``(1-phi)^2/2`` and ``(1-phi)/2`` (§6.4)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     ax.plot(
         curve.phi,
         curve.critical_energy,

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from curvscope.errors import InputError
+from curvscope.plots._axes import figure_axes
 
 __all__ = ["plot_training_curves"]
 
@@ -44,11 +45,7 @@ def plot_training_curves(
             f"history records need the keys epoch, train_loss (and test_loss, *_accuracy); "
             f"missing {sorted(missing)}"
         )
-    if ax is None:
-        fig = Figure(figsize=(6.0, 3.6), layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure  # type: ignore[assignment]
+    fig, ax = figure_axes(ax, figsize=(6.0, 3.6))
     epochs = [h["epoch"] for h in history]
 
     def series(key: str) -> list[float] | None:

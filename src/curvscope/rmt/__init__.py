@@ -36,6 +36,7 @@ from curvscope.rmt.pennington_bahri import (
     pennington_bahri,
     product_wishart,
 )
+from curvscope.rmt.sampling import SampledSpectrum, sample_spectrum
 from curvscope.rmt.scaling import IndexScalingFit, fit_index_scaling
 from curvscope.rmt.spiked import (
     DeflatedExtremes,
@@ -74,6 +75,9 @@ __all__ = [  # noqa: RUF022 (grouped by concept, not alphabetically)
     "critical_energy_curve",
     "IndexScalingFit",
     "fit_index_scaling",
+    # theory against a sampled matrix
+    "SampledSpectrum",
+    "sample_spectrum",
     # paper 000: spiked model
     "SpikedExtremes",
     "DeflatedExtremes",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int, is_int
 from curvscope.errors import InputError
 
 __all__ = [
@@ -32,7 +33,7 @@ def as_generator(generator: Any) -> np.random.Generator:
     """Accept a ``numpy.random.Generator`` or an int seed; anything else is an error."""
     if isinstance(generator, np.random.Generator):
         return generator
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+    if is_int(generator):
         return np.random.default_rng(int(generator))
     raise InputError(
         f"generator must be a numpy.random.Generator or an int seed; got {type(generator).__name__}. "
@@ -77,12 +78,6 @@ def free_cumulants_from_moments(moments: np.ndarray, order: int) -> np.ndarray:
     return kappa
 
 
-def _check_order(k: Any) -> int:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
-        raise InputError(f"the moment order must be a non-negative int; got {k!r}")
-    return int(k)
-
-
 class SpectralLaw(abc.ABC):
     """A probability law of eigenvalues: density, atoms, Stieltjes transform, moments, sampling.
 
@@ -113,6 +108,10 @@ class SpectralLaw(abc.ABC):
         """A random symmetric ``n x n`` matrix whose spectrum tends to this law as n grows."""
         raise NotImplementedError(f"{type(self).__name__} has no matrix ensemble")
 
+    def ensemble_size(self, n: int) -> int:
+        """The smallest size ``>= n`` that :meth:`sample_matrix` accepts (``n`` itself here)."""
+        return n
+
     # ------------------------------------------------------------------ derived
     @property
     def support(self) -> tuple[float, float]:
@@ -134,12 +133,12 @@ class SpectralLaw(abc.ABC):
 
     def free_cumulants(self, k: int) -> np.ndarray:
         """Free cumulants ``kappa_0..kappa_k`` (``kappa_0 = 0``; theory.md §0)."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         return free_cumulants_from_moments(self.moments(k), k)
 
     def moments(self, k: int) -> np.ndarray:
         """Moments ``m_0..m_k`` of the law (``m_0 = 1``), ``m_j = ∫ t^j dmu(t)``."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         return moments_from_free_cumulants(self.free_cumulants(k), k)
 
     def mass_between(self, lo: float, hi: float) -> float:

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.persistence import savable
-from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
+from curvscope.rmt._base import SpectralLaw, as_generator
 
 __all__ = ["DiscreteMeasure", "as_law"]
 
@@ -98,7 +99,7 @@ class DiscreteMeasure(SpectralLaw):
         return out.reshape(z.shape)
 
     def moments(self, k: int) -> np.ndarray:
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         return np.array([float(np.sum(self.weights * self.nodes**j)) for j in range(k + 1)])
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:

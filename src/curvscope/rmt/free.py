@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.persistence import savable
-from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
+from curvscope.rmt._base import SpectralLaw, as_generator
 from curvscope.rmt.discrete import as_law
 
 __all__ = ["FreeConvolution", "free_convolution", "subordination"]
@@ -201,7 +202,7 @@ class FreeConvolution(SpectralLaw):
 
     def free_cumulants(self, k: int) -> np.ndarray:
         """``R_{A+B} = R_A + R_B``: free cumulants add."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         return self.a.free_cumulants(k) + self.b.free_cumulants(k)
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:

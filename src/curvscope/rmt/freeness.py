@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.persistence import savable
 from curvscope.rmt._base import as_generator
@@ -127,14 +128,12 @@ def freeness_test(a: Any, b: Any, *, num_rotations: int = 4, generator: Any) -> 
     a_m, b_m = _symmetric("a", a), _symmetric("b", b)
     if a_m.shape != b_m.shape:
         raise InputError(f"a and b must have the same shape; got {a_m.shape} and {b_m.shape}")
-    if (
-        not isinstance(num_rotations, (int, np.integer))
-        or isinstance(num_rotations, bool)
-        or num_rotations < 2
-    ):
-        raise InputError(
-            f"num_rotations must be an int >= 2 (the null needs two rotations); got {num_rotations!r}"
-        )
+    check_int(
+        "num_rotations",
+        num_rotations,
+        minimum=2,
+        expected="an int >= 2 (the null needs two rotations)",
+    )
     rng = as_generator(generator)
     n = a_m.shape[0]
     base = np.linalg.eigvalsh(a_m + b_m)

@@ -13,27 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int, check_positive
 from curvscope.errors import InputError
 from curvscope.persistence import savable
-from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
+from curvscope.rmt._base import SpectralLaw, as_generator
 
 __all__ = ["MarchenkoPastur", "Semicircle", "marchenko_pastur", "semicircle"]
-
-
-def _positive(name: str, value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a positive number; got {value!r}") from None
-    if not math.isfinite(out) or out <= 0:
-        raise InputError(f"{name} must be a positive finite number; got {value!r}")
-    return out
-
-
-def _matrix_size(n: Any) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
-        raise InputError(f"the matrix size n must be an int >= 2; got {n!r}")
-    return int(n)
 
 
 @savable
@@ -54,7 +39,7 @@ class Semicircle(SpectralLaw):
     sigma: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma", _positive("sigma", self.sigma))
+        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
 
     @property
     def atoms(self) -> tuple[tuple[float, float], ...]:
@@ -85,7 +70,7 @@ class Semicircle(SpectralLaw):
         return g / (2 * self.sigma**2 * g - np.asarray(z, dtype=complex))
 
     def free_cumulants(self, k: int) -> np.ndarray:
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         kappa = np.zeros(k + 1)
         if k >= 2:
             kappa[2] = self.sigma**2
@@ -93,7 +78,7 @@ class Semicircle(SpectralLaw):
 
     def moments(self, k: int) -> np.ndarray:
         """Catalan numbers: ``m_{2j} = C_j sigma^{2j}``, odd moments vanish."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         m = np.zeros(k + 1)
         for j in range(0, k // 2 + 1):
             m[2 * j] = math.comb(2 * j, j) / (j + 1) * self.sigma ** (2 * j)
@@ -101,7 +86,7 @@ class Semicircle(SpectralLaw):
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """GOE: symmetric, off-diagonal entries ``N(0, sigma^2/n)``, diagonal ``N(0, 2 sigma^2/n)``."""
-        n = _matrix_size(n)
+        n = check_int("the matrix size n", n, minimum=2, expected="an int >= 2")
         rng = as_generator(generator)
         a = rng.standard_normal((n, n)) * (self.sigma / math.sqrt(n))
         return (a + a.T) / math.sqrt(2)
@@ -131,8 +116,8 @@ class MarchenkoPastur(SpectralLaw):
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "phi", _positive("phi", self.phi))
-        object.__setattr__(self, "scale", _positive("scale", self.scale))
+        object.__setattr__(self, "phi", check_positive("phi", self.phi))
+        object.__setattr__(self, "scale", check_positive("scale", self.scale))
 
     @property
     def edges(self) -> tuple[float, float]:
@@ -173,7 +158,7 @@ class MarchenkoPastur(SpectralLaw):
 
     def free_cumulants(self, k: int) -> np.ndarray:
         """``kappa_j = s^j phi^(j-1)`` (expansion of ``R(w) = s/(1 - s phi w)``)."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         kappa = np.zeros(k + 1)
         j = np.arange(1, k + 1)
         kappa[1:] = self.scale**j * self.phi ** (j - 1.0)
@@ -181,7 +166,7 @@ class MarchenkoPastur(SpectralLaw):
 
     def moments(self, k: int) -> np.ndarray:
         """Narayana polynomials: ``m_j = s^j sum_r phi^r/(r+1) C(j, r) C(j-1, r)``."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         m = np.ones(k + 1)
         for j in range(1, k + 1):
             m[j] = self.scale**j * sum(
@@ -191,7 +176,7 @@ class MarchenkoPastur(SpectralLaw):
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """``X X^T`` with ``X`` of shape ``n x p``, ``p = round(n/phi)``, entries ``N(0, s/p)``."""
-        n = _matrix_size(n)
+        n = check_int("the matrix size n", n, minimum=2, expected="an int >= 2")
         rng = as_generator(generator)
         p = max(1, round(n / self.phi))
         x = rng.standard_normal((n, p)) * math.sqrt(self.scale / p)

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from curvscope._validate import check_int, check_positive
 from curvscope.errors import InputError
 from curvscope.persistence import savable
-from curvscope.rmt._base import SpectralLaw, _check_order, as_generator
+from curvscope.rmt._base import SpectralLaw, as_generator
 from curvscope.rmt._polynomial import PolynomialLaw
-from curvscope.rmt.laws import MarchenkoPastur, Semicircle, _matrix_size, _positive, _scale_arg
+from curvscope.rmt.laws import MarchenkoPastur, Semicircle, _scale_arg
 
 __all__ = [
     "MODELS",
@@ -77,8 +78,8 @@ class ProductWishart(PolynomialLaw):
     phi: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", _positive("eps", self.eps))
-        object.__setattr__(self, "phi", _positive("phi", self.phi))
+        object.__setattr__(self, "eps", check_positive("eps", self.eps))
+        object.__setattr__(self, "phi", check_positive("phi", self.phi))
 
     def _coefficients(self, z: np.ndarray) -> np.ndarray:
         e, p = self.eps, self.phi
@@ -99,15 +100,19 @@ class ProductWishart(PolynomialLaw):
 
     def free_cumulants(self, k: int) -> np.ndarray:
         """Series of (28): ``kappa_{2j} = eps^j phi^(2j-1) / 2^j``, odd cumulants 0."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         kappa = np.zeros(k + 1)
         for j in range(1, k // 2 + 1):
             kappa[2 * j] = self.eps**j * self.phi ** (2 * j - 1) / 2**j
         return kappa
 
+    def ensemble_size(self, n: int) -> int:
+        """``n`` rounded up to even: the ensemble is made of two ``n/2`` blocks."""
+        return n + n % 2
+
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """``[[0, A], [A^T, 0]]`` with ``A = e x^T/m`` (``n/2 x n/2``), ``m = round(n/phi)``."""
-        n = _matrix_size(n)
+        n = check_int("the matrix size n", n, minimum=2, expected="an int >= 2")
         if n % 2:
             raise InputError(f"the product-Wishart ensemble needs an even n; got {n}")
         rng = as_generator(generator)
@@ -172,10 +177,10 @@ class PenningtonBahri(PolynomialLaw):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", _in_checked_range("eps", _energy(self.eps), 0.0))
-        object.__setattr__(self, "phi", _in_checked_range("phi", _positive("phi", self.phi)))
+        object.__setattr__(self, "phi", _in_checked_range("phi", check_positive("phi", self.phi)))
         object.__setattr__(self, "model", _check_model(self.model))
         object.__setattr__(
-            self, "scale", _in_checked_range("scale", _positive("scale", self.scale))
+            self, "scale", _in_checked_range("scale", check_positive("scale", self.scale))
         )
 
     def components(self) -> tuple[SpectralLaw, SpectralLaw | None]:
@@ -224,9 +229,14 @@ class PenningtonBahri(PolynomialLaw):
 
     def free_cumulants(self, k: int) -> np.ndarray:
         """Sum of the components' free cumulants (``R_H = R_H0 + R_H1``, eqs. 17, 29)."""
-        k = _check_order(k)
+        k = check_int("the moment order k", k, minimum=0)
         h0, h1 = self.components()
         return h0.free_cumulants(k) + (h1.free_cumulants(k) if h1 is not None else 0.0)
+
+    def ensemble_size(self, n: int) -> int:
+        """The size both components accept (even for the product-Wishart ``H1``)."""
+        h0, h1 = self.components()
+        return h0.ensemble_size(n if h1 is None else h1.ensemble_size(n))
 
     def sample_matrix(self, n: int, *, generator: Any) -> np.ndarray:
         """``H0 + H1``: a Wishart matrix plus a GOE / product-Wishart matrix.
@@ -335,7 +345,7 @@ def critical_energy(
     ``phi`` may be a scalar or an array.
     """
     _check_model(model)
-    s = _positive("scale", _scale_arg(scale, sigma))
+    s = check_positive("scale", _scale_arg(scale, sigma))
     p = np.asarray(phi, dtype=float)
     if np.any(~(p > 0)) or np.any(~np.isfinite(p)):
         raise InputError(f"phi must be positive and finite; got {phi!r}")

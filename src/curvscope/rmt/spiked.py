@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.persistence import savable
 
@@ -58,8 +59,7 @@ def noise_scale(
             "give all three, or the noise scale directly as scale="
         )
     for name, v in (("num_params", num_params), ("num_data", num_data)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise InputError(f"{name} must be a positive int; got {v!r}")
+        check_int(name, v, minimum=1, expected="a positive int")
     sig = float(sigma)  # type: ignore[arg-type]
     if not math.isfinite(sig) or sig <= 0:
         raise InputError(

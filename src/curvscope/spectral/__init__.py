@@ -5,15 +5,23 @@
 - :func:`slq` — stochastic Lanczos quadrature returning :class:`SpectralDensity`;
 - :func:`hutchinson_trace`, :func:`hutchpp_trace` — :class:`TraceEstimate`;
 - :func:`top_eigenpairs` — :class:`EigenResult`;
-- :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators.
+- :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators;
+- :func:`draw_probes`, :func:`make_generator`, :func:`mean_and_stderr` — the probes and the
+  statistics of every randomised estimator.
+
+Counts of products: ``num_matvecs`` (:class:`TraceEstimate`, :class:`EigenResult`, and the
+budget argument of the trace estimators) counts matrix-vector products, i.e. columns;
+``num_products`` (:class:`LanczosResult`, :class:`SpectralDensity`) counts block products,
+one per Lanczos step for all probes together, which is what a data pass costs.
 """
 
-from curvscope.spectral._adapter import ScipyOperator, as_operator
+from curvscope.operators.adapter import ScipyOperator, as_operator
 from curvscope.spectral.eigen import EigenResult, top_eigenpairs
 from curvscope.spectral.exact import ExactSpectrum, exact_spectrum
 from curvscope.spectral.lanczos import LanczosResult, lanczos, ritz_pairs
+from curvscope.spectral.probes import ProbeKind, draw_probes, make_generator
 from curvscope.spectral.slq import Moments, NegativeMass, RitzPair, SpectralDensity, slq
-from curvscope.spectral.trace import TraceEstimate, hutchinson_trace, hutchpp_trace
+from curvscope.spectral.trace import TraceEstimate, hutchinson_trace, hutchpp_trace, mean_and_stderr
 
 __all__ = [
     # eigenpairs
@@ -24,6 +32,8 @@ __all__ = [
     "LanczosResult",
     "Moments",
     "NegativeMass",
+    # probes
+    "ProbeKind",
     "RitzPair",
     # adapters
     "ScipyOperator",
@@ -31,10 +41,13 @@ __all__ = [
     # trace
     "TraceEstimate",
     "as_operator",
+    "draw_probes",
     "exact_spectrum",
     "hutchinson_trace",
     "hutchpp_trace",
     "lanczos",
+    "make_generator",
+    "mean_and_stderr",
     "ritz_pairs",
     "slq",
     "top_eigenpairs",

@@ -17,12 +17,13 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError
+from curvscope.operators.adapter import as_operator
 from curvscope.operators.base import SymmetricOperator
 from curvscope.persistence import savable
-from curvscope.spectral._adapter import as_operator
-from curvscope.spectral._probes import draw_probes, make_generator
+from curvscope.spectral.probes import draw_probes, make_generator
 
 __all__ = ["EigenResult", "top_eigenpairs"]
 
@@ -46,7 +47,8 @@ class EigenResult:
         scale: the norm estimate residuals are measured against: the largest |Ritz value| of
             the block Lanczos basis, or ``max|values|`` for the SciPy methods.
         which, method, tol, seed, size: the inputs (``method`` is the one actually used).
-        num_matvecs: matrix-vector products (columns) spent.
+        num_matvecs: matrix-vector products spent: columns multiplied, the final residual
+            check's ``k`` included, however many block products carried them.
         timings: seconds.
         version: curvscope version.
     """
@@ -202,11 +204,14 @@ def top_eigenpairs(
     tick = time.perf_counter()
     op = as_operator(op)
     size = op.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < size:
-        raise InputError(
-            f"k must be an integer with 1 <= k < P = {size}, got {k!r}; for all eigenvalues "
-            "use exact_spectrum"
-        )
+    k = check_int(
+        "k",
+        k,
+        minimum=1,
+        maximum=size - 1,
+        expected=f"an integer with 1 <= k < P = {size}",
+        hint="for all eigenvalues use exact_spectrum",
+    )
     if which not in _WHICH:
         raise InputError(f"which must be one of {_WHICH}, got {which!r}")
     if method not in _METHODS:

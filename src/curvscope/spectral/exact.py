@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from curvscope._version import __version__
+from curvscope.operators.adapter import as_operator
 from curvscope.operators.base import DEFAULT_DENSE_LIMIT
 from curvscope.persistence import savable
-from curvscope.spectral._adapter import as_operator
 
 __all__ = ["ExactSpectrum", "exact_spectrum"]
 

@@ -29,11 +29,12 @@ import scipy.linalg
 import torch
 
 from curvscope._memory import available_memory, format_bytes
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
+from curvscope.operators.adapter import as_operator
 from curvscope.persistence import savable
-from curvscope.spectral._adapter import as_operator
-from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
+from curvscope.spectral.probes import check_probe_kind, draw_probes, make_generator
 
 __all__ = ["LanczosResult", "basis_bytes", "check_basis_memory", "lanczos", "ritz_pairs"]
 
@@ -96,7 +97,11 @@ class LanczosResult:
         dtype, device: of the products.
         timings: seconds spent in ``products``, ``reorthogonalization`` (all vector work: Gram-Schmidt,
             coefficients, normalisation), ``checkpoint`` and ``total``.
-        num_products: block products computed in this call (fewer when resumed).
+        num_products: block products ``op @ Q`` computed in this call (fewer when resumed):
+            one per Lanczos step, each multiplying the columns of every still-active probe at
+            once (one data pass of a curvature operator). Not a count of matrix-vector
+            products: a run from scratch multiplies ``steps.sum()`` columns, the unit of
+            ``num_matvecs`` elsewhere.
         version: curvscope version that computed it.
     """
 
@@ -126,12 +131,6 @@ class LanczosResult:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
@@ -322,9 +321,11 @@ def lanczos(
     start_time = time.perf_counter()
     op = as_operator(op)
     size = op.shape[0]
-    num_steps = min(_check_int("num_steps", num_steps, 1), size)
-    num_probes = _check_int("num_probes", num_probes, 1)
-    checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+    num_steps = min(check_int("num_steps", num_steps, minimum=1, expected="an integer >= 1"), size)
+    num_probes = check_int("num_probes", num_probes, minimum=1, expected="an integer >= 1")
+    checkpoint_every = check_int(
+        "checkpoint_every", checkpoint_every, minimum=1, expected="an integer >= 1"
+    )
     check_probe_kind(probe)
     device, dtype = op.device, op.dtype
     store = torch.device(basis_device) if basis_device is not None else device

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError
 from curvscope.persistence import savable
@@ -95,7 +96,9 @@ class SpectralDensity:
         num_steps, num_probes, seed, probe, reorthogonalize: the inputs.
         dtype, device: of the products.
         timings: seconds (``products``, ``reorthogonalization``, ``checkpoint``, ``total``).
-        num_products: block products computed.
+        num_products: block products (Lanczos steps, each one data pass for all probes)
+            computed by the call that made it; :meth:`trace` reports the columns,
+            ``steps.sum()``, as ``num_matvecs``.
         version: curvscope version.
     """
 
@@ -212,8 +215,7 @@ class SpectralDensity:
 
         Over the pooled measure, or over one probe's own weights when ``probe`` is given.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
+        check_int("k", k, minimum=1, expected="a positive integer")
         if probe is None:
             nodes, weights, index = self.nodes, self.pooled_weights, self.probe_index
         else:
@@ -228,8 +230,7 @@ class SpectralDensity:
         Each estimates :math:`\\operatorname{tr}(M^j)/P` (spec §1.5, eq. 10); exact per probe for
         :math:`j \\le 2m - 1`. Standard errors come from the spread over probes.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise InputError(f"k must be a non-negative integer, got {k!r}")
+        k = check_int("k", k, minimum=0, expected="a non-negative integer")
         orders = np.arange(k + 1)
         per_probe = np.zeros((self.num_probes, k + 1))
         for i in range(self.num_probes):

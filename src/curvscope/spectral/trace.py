@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
+from curvscope._validate import check_int
 from curvscope._version import __version__
 from curvscope.errors import InputError, NonFiniteError
+from curvscope.operators.adapter import as_operator
 from curvscope.persistence import savable
-from curvscope.spectral._adapter import as_operator
-from curvscope.spectral._probes import check_probe_kind, draw_probes, make_generator
+from curvscope.spectral.probes import check_probe_kind, draw_probes, make_generator
 
-__all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace"]
+__all__ = ["TraceEstimate", "hutchinson_trace", "hutchpp_trace", "mean_and_stderr"]
 
 
 @savable
@@ -34,7 +35,8 @@ class TraceEstimate:
         value: the estimate of :math:`\\operatorname{tr} M`.
         stderr: its standard error (sample standard deviation of the random part over
             :math:`\\sqrt{n}`); ``|value - tr M| < 4 stderr`` is the usual check.
-        num_matvecs: matrix-vector products (columns) spent.
+        num_matvecs: matrix-vector products spent: probe columns multiplied, however many
+            block products carried them (``num_matvecs=`` is the budget's name too).
         method: ``"hutchinson"``, ``"hutchpp"`` or ``"slq"``.
         seed, size: the seed and P.
         timings: seconds.
@@ -51,12 +53,6 @@ class TraceEstimate:
     version: str = __version__
 
 
-def _check_budget(name: str, value: Any, minimum: int, why: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum} ({why}), got {value!r}")
-    return value
-
-
 def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
     """``v_i^T M v_i`` for each column, accumulated in float64 (one block product)."""
     product = op @ block
@@ -68,8 +64,13 @@ def _quadratic_forms(op: Any, block: torch.Tensor) -> torch.Tensor:
     return forms.cpu()
 
 
-def _mean_and_stderr(forms: torch.Tensor) -> tuple[float, float]:
-    """Sample mean and its standard error (sample standard deviation over sqrt(n))."""
+def mean_and_stderr(forms: torch.Tensor) -> tuple[float, float]:
+    """Sample mean of ``forms`` and its standard error (sample standard deviation over sqrt(n)).
+
+    Example:
+        >>> mean_and_stderr(torch.tensor([1.0, 3.0]))
+        (2.0, 1.0)
+    """
     return float(forms.mean()), float(forms.std(correction=1) / math.sqrt(forms.numel()))
 
 
@@ -114,11 +115,18 @@ def hutchinson_trace(
     """
     tick = time.perf_counter()
     op = as_operator(op)
-    num_matvecs = _check_budget("num_matvecs", num_matvecs, 2, "two probes give a standard error")
+    num_matvecs = check_int(
+        "num_matvecs",
+        num_matvecs,
+        minimum=2,
+        expected="an integer >= 2 (two probes give a standard error)",
+    )
     check_probe_kind(probe)
     if block_size is None:
         block_size = num_matvecs
-    block_size = _check_budget("block_size", block_size, 1, "probes per block product")
+    block_size = check_int(
+        "block_size", block_size, minimum=1, expected="an integer >= 1 (probes per block product)"
+    )
     if rtol is not None and not (
         isinstance(rtol, (int, float)) and math.isfinite(rtol) and rtol > 0
     ):
@@ -134,10 +142,10 @@ def hutchinson_trace(
         block = torch.cat(columns, dim=1).to(op.device)
         forms = torch.cat([forms, _quadratic_forms(op, block)])
         if rtol is not None and forms.numel() >= 2:
-            mean, err = _mean_and_stderr(forms)
+            mean, err = mean_and_stderr(forms)
             if err <= rtol * abs(mean):
                 break
-    value, stderr = _mean_and_stderr(forms)
+    value, stderr = mean_and_stderr(forms)
     return TraceEstimate(
         value=value,
         stderr=stderr,
@@ -173,8 +181,11 @@ def hutchpp_trace(
     """
     tick = time.perf_counter()
     op = as_operator(op)
-    num_matvecs = _check_budget(
-        "num_matvecs", num_matvecs, 6, "Hutch++ splits it in thirds and needs two probes per part"
+    num_matvecs = check_int(
+        "num_matvecs",
+        num_matvecs,
+        minimum=6,
+        expected="an integer >= 6 (Hutch++ splits it in thirds and needs two probes per part)",
     )
     check_probe_kind(probe)
     size = op.shape[0]
@@ -188,7 +199,7 @@ def hutchpp_trace(
     exact_part = float(_quadratic_forms(op, basis).sum())
     deflated = probes - basis @ (basis.T @ probes)
     forms = _quadratic_forms(op, deflated)
-    mean, stderr = _mean_and_stderr(forms)
+    mean, stderr = mean_and_stderr(forms)
     return TraceEstimate(
         value=exact_part + mean,
         stderr=stderr,

@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from curvscope.errors import InputError, NonFiniteError
+from curvscope.persistence import savable
 
 __all__ = ["EnsembleResult", "ensemble_order", "train_ensemble"]
 
@@ -32,6 +33,7 @@ def ensemble_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(state[0])))
 
 
+@savable
 @dataclass(frozen=True)
 class EnsembleResult:
     """The outcome of :func:`train_ensemble`.

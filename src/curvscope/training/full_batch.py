@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from curvscope.errors import InputError, NonFiniteError
+from curvscope.persistence import savable
 from curvscope.training.loop import Callback
 
 __all__ = ["DescentResult", "grad_norm_descent", "gradient_descent"]
@@ -21,6 +22,7 @@ __all__ = ["DescentResult", "grad_norm_descent", "gradient_descent"]
 StopReason = Literal["grad_tol", "loss_tol", "max_steps", "stalled"]
 
 
+@savable
 @dataclass(frozen=True)
 class DescentResult:
     """The outcome of :func:`gradient_descent` or :func:`grad_norm_descent`.

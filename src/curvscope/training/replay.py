@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from curvscope.errors import InputError
+from curvscope.persistence import savable
 from curvscope.training.checkpoint import read_checkpoint_dict
 from curvscope.training.config import TrainConfig
 from curvscope.training.loop import _epoch_steps, _setup, flat_parameters, momentum_buffer
@@ -22,6 +23,7 @@ from curvscope.training.loop import _epoch_steps, _setup, flat_parameters, momen
 __all__ = ["Iterate", "replay"]
 
 
+@savable
 @dataclass(frozen=True)
 class Iterate:
     """One SGD iterate of a replayed run.

@@ -1,4 +1,8 @@
-"""Accept any symmetric operator: curvscope operators, SciPy linear operators, dense matrices."""
+"""Accept any symmetric operator: curvscope operators, SciPy linear operators, dense matrices.
+
+The spectral algorithms take their operator through :func:`as_operator`, so that ``rmt`` and the
+tests can feed them matrices whose spectrum is known.
+"""
 
 from __future__ import annotations
 

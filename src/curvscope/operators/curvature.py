@@ -1,4 +1,4 @@
-"""The product engine: one data pass per block product, verified, measured, cached, distributed.
+"""CurvatureOperator and its product engine: one data pass per block, verified, cached, distributed.
 
 :class:`CurvatureOperator` is the base of every model curvature matrix
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from curvscope._memory import available_memory, format_bytes, parse_bytes
+from curvscope._validate import check_int
 from curvscope.errors import (
     CurvscopeError,
     EngineVerificationError,
@@ -37,7 +38,6 @@ from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
 
 CacheMode = Literal["auto"] | bool
-VERIFY_SAMPLES = 8
 DETERMINISM_SAMPLES = 32
 
 
@@ -156,8 +156,8 @@ class CurvatureOperator(SymmetricOperator):
             }
         if method != "auto" and method not in self._methods:
             raise InputError(f"method must be 'auto' or one of {self._methods}, got {method!r}")
-        if num_data is not None and (not isinstance(num_data, int) or num_data < 1):
-            raise InputError(f"num_data must be a positive integer, got {num_data!r}")
+        if num_data is not None:
+            num_data = check_int("num_data", num_data, minimum=1, expected="a positive integer")
         if cache not in ("auto", True, False):
             raise InputError(f"cache must be 'auto', True or False, got {cache!r}")
         self.source = BatchSource(
@@ -318,6 +318,9 @@ class CurvatureOperator(SymmetricOperator):
                     "non-determinism, pass check_deterministic=False."
                 )
         if self.verify and len(self._methods) > 1 and self.method != self._methods[0]:
+            # verify imports the operator kinds, which import this module
+            from curvscope.operators.verify import verify_methods
+
             verify_methods(self, first)
         self._checked = True
 
@@ -404,7 +407,7 @@ class CurvatureOperator(SymmetricOperator):
         info.predicted_bytes_per_sample = nbytes / batch.size
         if self.cache_mode == "auto" and info.cached_bytes + nbytes > info.budget_bytes:
             return state  # usable for this product, not kept
-        state.extras["batch"] = batch
+        state.batch = batch
         self._cache[batch.index] = state
         info.cached_batches += 1
         info.cached_bytes += nbytes
@@ -467,7 +470,7 @@ class CurvatureOperator(SymmetricOperator):
             self._first_use()
             if all_cached:  # no data pass at all: every batch's graph is in memory
                 batches: Iterator[Batch] = (
-                    self._cache[i].extras["batch"] for i in range(len(self._cache))
+                    _cached_batch(self._cache[i]) for i in range(len(self._cache))
                 )
                 if self.check_deterministic:
                     # The cached batch shares storage with the user's tensors when no copy was
@@ -542,71 +545,10 @@ def _with_method(state: GraphState, method: str) -> GraphState:
     return state
 
 
+def _cached_batch(state: GraphState) -> Batch:
+    assert state.batch is not None  # _try_cache keeps a state only with its batch
+    return state.batch
+
+
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def verify_methods(
-    op: CurvatureOperator, batch: Batch, *, num_vectors: int = 2, rtol: float = 1e-8
-) -> EngineReport:
-    """Check every product method of ``op`` against its reverse-only reference on a slice of ``batch``.
-
-    Runs in float64 on copies of the weights, data and buffers (falls back to the operator's dtype
-    for models that cannot run in float64, with a tolerance of ``sqrt(eps)``); methods that raise
-    or disagree are marked unusable in ``op.report.verified``.
-    """
-    report = op.report
-    reference = op._methods[0]
-    with _as_float64(op, batch) as (params, small, tol):
-        gen = torch.Generator().manual_seed(1234)
-        vec = torch.randn(op.layout.size, num_vectors, generator=gen, dtype=torch.float64).to(
-            op.device, params[0].dtype
-        )
-        pieces = op.layout.split(vec)
-        n = len(op.layout.names)
-        ref = op.layout.join(op._apply(op._prepare(reference, small, params), pieces)[:n])
-        scale = ref.norm().clamp_min(torch.finfo(ref.dtype).tiny)
-        report.verified[reference] = "ok"
-        for method in op._methods[1:]:
-            try:
-                got = op.layout.join(op._apply(op._prepare(method, small, params), pieces)[:n])
-                err = float((got - ref).norm() / scale)
-                report.verified[method] = (
-                    "ok" if err <= max(tol, rtol) else f"relative error {err:.2e} vs {reference}"
-                )
-            except Exception as exc:
-                report.verified[method] = (
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
-    return report
-
-
-@contextlib.contextmanager
-def _as_float64(
-    op: CurvatureOperator, first: Batch
-) -> Iterator[tuple[tuple[torch.Tensor, ...], Batch, float]]:
-    saved = (op._dtype, op._fixed, op._buffers, op.params, op.source.dtype)
-    try:
-        op._dtype = torch.float64
-        op._fixed = {n: t.to(op._cast(t)) for n, t in saved[1].items()}
-        op._buffers = {n: t.to(op._cast(t)) for n, t in saved[2].items()}
-        params = tuple(p.to(torch.float64) for p in saved[3])
-        op.params = params
-        inputs = first.inputs[:VERIFY_SAMPLES]
-        targets = first.targets[:VERIFY_SAMPLES]
-        small = Batch(
-            0,
-            inputs.double() if inputs.is_floating_point() else inputs,
-            targets.double() if targets.is_floating_point() else targets,
-        )
-        try:
-            op.model_fn(small.inputs)(params)
-            tol = 1e-8
-        except RuntimeError:  # the model cannot run in float64: verify in its own dtype
-            op._dtype, op._fixed, op._buffers, op.params = saved[0], saved[1], saved[2], saved[3]
-            params = saved[3]
-            small = Batch(0, first.inputs[:VERIFY_SAMPLES], first.targets[:VERIFY_SAMPLES])
-            tol = float(torch.finfo(saved[0]).eps) ** 0.5
-        yield params, small, tol
-    finally:
-        op._dtype, op._fixed, op._buffers, op.params, op.source.dtype = saved
