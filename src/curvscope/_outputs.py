@@ -24,12 +24,14 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from curvscope._distributed import is_distributed, is_writer
 from curvscope.errors import InputError
 
 __all__ = [
@@ -143,6 +145,7 @@ class OutputFolder:
         self.resumed = False
         self.committed = False
         self._lock: Any = None
+        self._scratch: Path | None = None
 
     # ------------------------------------------------------------------ checks
     def _check_target(self) -> None:
@@ -225,7 +228,13 @@ class OutputFolder:
             with contextlib.suppress(OSError, ValueError):
                 previous = json.loads(manifest.read_text())
             if previous is not None and previous.get("settings") == self.settings:
-                self.resumed = True
+                if not is_distributed():
+                    self.resumed = True
+                    return
+                # Ranks cannot resume in step (only rank 0 kept state): start afresh.
+                shutil.rmtree(self.staging)
+                self.staging.mkdir(parents=True)
+                write_atomic(manifest, json_text({"settings": self.settings}))
                 return
             if not self.force:
                 differs = ""
@@ -244,6 +253,12 @@ class OutputFolder:
 
     # ------------------------------------------------------------------ protocol
     def __enter__(self) -> OutputFolder:
+        if not is_writer():
+            # A rank other than 0 of a distributed job computes like the others but writes
+            # nothing where users look: its staging is a private scratch folder, dropped at exit.
+            self._scratch = Path(tempfile.mkdtemp(prefix="curvscope-rank-"))
+            self.staging = self._scratch
+            return self
         self._check_target()
         self._acquire()
         try:
@@ -259,6 +274,8 @@ class OutputFolder:
 
     def commit(self, *, drop: tuple[str, ...] = ()) -> Path:
         """Swap the staged folder into place (after removing the entries named in ``drop``)."""
+        if self._scratch is not None:
+            return self.out
         for name in drop:
             target = self.staging / name
             if target.is_dir():
@@ -277,6 +294,9 @@ class OutputFolder:
         return self.out
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            return
         try:
             if not self.committed and self.staging.is_dir():
                 entries = {p.name for p in self.staging.iterdir()}

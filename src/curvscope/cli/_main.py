@@ -13,10 +13,14 @@ closed first), never as a traceback. Anything else is a bug and keeps its traceb
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
+from curvscope._distributed import distributed_session, is_writer
 from curvscope._version import __version__
 from curvscope.errors import CurvscopeError, InputError
 
@@ -35,6 +39,29 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+@contextlib.contextmanager
+def _quiet_unless_writer() -> Iterator[None]:
+    """Ranks other than 0 of a ``torchrun`` job print nothing: no summary, no progress (their
+    errors still reach stderr: they are printed after this block)."""
+    if is_writer():
+        yield
+        return
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
 class CurvscopeCLIError(click.ClickException):
     """A :class:`CurvscopeError` shown to a CLI user: message only, with its exit status."""
 
@@ -46,7 +73,8 @@ class CurvscopeCLIError(click.ClickException):
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with distributed_session(), _quiet_unless_writer():
+                return super().invoke(ctx)
         except CurvscopeError as exc:
             _close_progress_bars()
             code = EXIT_INPUT if isinstance(exc, InputError) else EXIT_FAILURE

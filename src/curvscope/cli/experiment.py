@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
+from curvscope._distributed import is_distributed
 from curvscope._outputs import OutputFolder, json_text, write_atomic
-from curvscope.cli._distributed import is_writer
 from curvscope.cli._main import main
 from curvscope.cli._options import SEED, threads_option, torch_threads
 from curvscope.errors import InputError
@@ -92,7 +92,9 @@ def run_study_into(
     from curvscope.report.shell import write_study
 
     tick = time.perf_counter()
-    result = study.run(config, progress=progress, state_dir=folder / _STATE)
+    # Under torch.distributed the ranks cannot resume in step: no resumable state then.
+    state = None if is_distributed() else folder / _STATE
+    result = study.run(config, progress=progress, state_dir=state)
     seconds = time.perf_counter() - tick
     write_study(study, config, result, folder, pdf=pdf)
     write_atomic(folder / "run.json", json_text({"study": study.name, "seconds": seconds}))
@@ -166,10 +168,7 @@ def run_command(
         if folder.resumed and folder.path(_STATE).exists():
             click.echo(f"resuming the interrupted run in {folder.staging}", err=True)
         result, _ = run_study_into(study, config, folder.staging, pdf=pdf, progress=not as_json)
-        if is_writer():
-            folder.commit(drop=(_STATE,))
-    if not is_writer():
-        return
+        folder.commit(drop=(_STATE,))
     if as_json:
         click.echo(json_text(study.summary(result)))
         return
@@ -229,26 +228,23 @@ def reproduce_command(
                     study, configs[study.name], sub, pdf=pdf, progress=True
                 )
                 claims = tuple(study.claims(result))
-                if is_writer():
-                    shutil.rmtree(sub / _STATE, ignore_errors=True)
+                shutil.rmtree(sub / _STATE, ignore_errors=True)
             entries.append(IndexEntry(study, study.name, claims, seconds))
-        if is_writer():
-            write_atomic(folder.path("index.html"), render_index(entries, preset=preset))
-            write_atomic(
-                folder.path("index.json"),
-                json_text(
-                    [
-                        {
-                            "study": e.study.name,
-                            "seconds": e.seconds,
-                            "claims": [asdict(c) for c in e.claims],
-                        }
-                        for e in entries
-                    ]
-                ),
-            )
-            folder.commit()
-    if is_writer():
-        agree = sum(c.verdict == "agrees" for e in entries for c in e.claims)
-        total = sum(len(e.claims) for e in entries)
-        click.echo(f"{len(entries)} studies, {agree}/{total} claims agree: {out / 'index.html'}")
+        write_atomic(folder.path("index.html"), render_index(entries, preset=preset))
+        write_atomic(
+            folder.path("index.json"),
+            json_text(
+                [
+                    {
+                        "study": e.study.name,
+                        "seconds": e.seconds,
+                        "claims": [asdict(c) for c in e.claims],
+                    }
+                    for e in entries
+                ]
+            ),
+        )
+        folder.commit()
+    agree = sum(c.verdict == "agrees" for e in entries for c in e.claims)
+    total = sum(len(e.claims) for e in entries)
+    click.echo(f"{len(entries)} studies, {agree}/{total} claims agree: {out / 'index.html'}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from curvscope._distributed import is_distributed
 from curvscope._outputs import OutputFolder, file_digest, json_text
 from curvscope.cli._main import main
 from curvscope.cli._options import (
@@ -172,7 +173,8 @@ def run_study(
     return true_vs_empirical(
         config,
         progress=True,
-        state_dir=folder.path(_STATE),
+        # Under torch.distributed the ranks cannot resume in step: no resumable state then.
+        state_dir=None if is_distributed() else folder.path(_STATE),
         checkpoint_every=checkpoint_every,
     )
 

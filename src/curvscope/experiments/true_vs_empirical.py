@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from curvscope._distributed import is_distributed, shard
 from curvscope._memory import available_memory, format_bytes
 from curvscope._outputs import json_safe
 from curvscope._validate import (
@@ -46,7 +47,7 @@ from curvscope._validate import (
     is_int,
 )
 from curvscope._version import __version__
-from curvscope.data import AugmentedViews, TensorDataset, load_dataset
+from curvscope.data import AugmentedViews, BatchLoader, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
 from curvscope.experiments.noise import NoiseEstimate, split_half_noise
@@ -560,6 +561,20 @@ def theorem1_comparison(
     )
 
 
+def _rank_loader(dataset: Any, batch_size: int, indices: torch.Tensor | None = None) -> Any:
+    """Batches over ``indices`` (default: all samples); under ``torch.distributed`` this rank's
+    share only, since the operators all-reduce the sums and counts of every rank."""
+    if not is_distributed():
+        return (
+            dataset.loader(batch_size)
+            if indices is None
+            else BatchLoader(dataset, batch_size, indices=indices)
+        )
+    return BatchLoader(
+        dataset, batch_size, indices=shard(indices if indices is not None else len(dataset))
+    )
+
+
 def _check_finite_weights(model: torch.nn.Module, where: str) -> None:
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -704,7 +719,7 @@ def true_vs_empirical(
             config.matrix,
             model,
             loss_fn,
-            ds.loader(bs),
+            _rank_loader(ds, bs),
             params=config.params,
             dtype=op_dtype,
             num_data=len(ds),
@@ -736,7 +751,10 @@ def true_vs_empirical(
             if saved is not None and saved.with_suffix(".json").is_file():
                 noise[name] = NoiseEstimate.load(saved)  # exact floats, NaN included
                 continue
-            half_a, half_b = split_halves(sets[name], seed=config.seed, batch_size=bs)
+            half_a, half_b = (
+                _rank_loader(h.dataset, bs, h.indices)
+                for h in split_halves(sets[name], seed=config.seed, batch_size=bs)
+            )
             ops = [
                 make_operator(
                     config.matrix, model, loss_fn, h, params=config.params, dtype=op_dtype
