@@ -70,7 +70,10 @@ def test_ensemble_equals_loop_of_single_runs(kind, momentum):
     assert not torch.allclose(w[0], w[1])
 
 
-def test_ensemble_with_its_own_data_per_member():
+@pytest.mark.parametrize(
+    "kind", [{"steps": 30}, {"epochs": 2, "batch_size": 12}], ids=["gd", "sgd"]
+)
+def test_ensemble_with_its_own_data_per_member(kind):
     x, y = _data(members=R)
     seeds = list(range(R))
     result = train_ensemble(
@@ -80,15 +83,11 @@ def test_ensemble_with_its_own_data_per_member():
         y,
         loss_fn=nn.CrossEntropyLoss(),
         lr=0.1,
-        epochs=2,
-        batch_size=12,
         momentum=0.5,
         per_member_data=True,
+        **kind,
     )
-    singles = [
-        _single(s, x[r], y[r], lr=0.1, momentum=0.5, epochs=2, batch_size=12)
-        for r, s in enumerate(seeds)
-    ]
+    singles = [_single(s, x[r], y[r], lr=0.1, momentum=0.5, **kind) for r, s in enumerate(seeds)]
     assert _max_diff(result, singles) <= 1e-12
 
 

@@ -173,7 +173,7 @@ def train_ensemble(
     rows = torch.arange(R).unsqueeze(1)
     for idx, _ in plan:
         if idx is None:
-            x, y, mapped = inputs, targets, lead or None
+            x, y, mapped = inputs, targets, 0 if per_member_data else None
         else:
             x = inputs[rows, idx] if per_member_data else inputs[idx]
             y = targets[rows, idx] if per_member_data else targets[idx]
