@@ -153,7 +153,9 @@ def member_losses(
     R, N = out.shape[:2]
     per_member = y.shape if mapped is not None else (R, *y.shape)
     if type(loss_fn) is nn.MSELoss and loss_fn.reduction == "mean" and per_member == out.shape:
-        return (out - y).square().flatten(1).mean(1)
+        # one fused kernel each way (mse_loss and its backward) instead of sub/pow/mul chains
+        errors = nn.functional.mse_loss(out, y.expand_as(out), reduction="none")
+        return errors.flatten(1).mean(1)
     if (
         type(loss_fn) is nn.CrossEntropyLoss
         and loss_fn.reduction == "mean"
