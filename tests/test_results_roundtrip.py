@@ -274,6 +274,7 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
                 losses=torch.tensor([[1.0, 0.5], [2.0, 1.5]]),
                 seeds=(0, 1),
                 steps=2,
+                path="stacked",
             )
         ],
         "Iterate": lambda: [

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from curvscope.errors import InputError
+from curvscope.models.mlp import MLP
 from curvscope.training import ensemble_order, train_ensemble
+from curvscope.training._stacked import stacked_plan
 
 R = 8
 
@@ -25,9 +27,12 @@ def _data(n: int = 40, members: int | None = None):
     return x, y
 
 
-def _single(seed, x, y, *, lr, momentum, steps=None, epochs=None, batch_size=None):
+def _single(
+    seed, x, y, *, lr, momentum, steps=None, epochs=None, batch_size=None, net=_net, loss=None
+):
     """The reference: one nn.Module trained by torch.optim.SGD."""
-    model = _net(seed)
+    model = net(seed)
+    loss = loss or nn.functional.cross_entropy
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if batch_size is None:
         batches = [slice(None)] * steps
@@ -38,16 +43,16 @@ def _single(seed, x, y, *, lr, momentum, steps=None, epochs=None, batch_size=Non
             batches += [order[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
     for idx in batches:
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        loss(model(x[idx]), y[idx]).backward()
         opt.step()
     return model
 
 
-def _max_diff(result, models):
+def _max_diff(result, models, net=_net):
     return max(
         float((p.detach() - q.detach()).abs().max())
         for r, model in enumerate(models)
-        for p, q in zip(model.parameters(), result.member(_net, r).parameters(), strict=True)
+        for p, q in zip(model.parameters(), result.member(net, r).parameters(), strict=True)
     )
 
 
@@ -55,12 +60,22 @@ def _max_diff(result, models):
     "kind", [{"steps": 60}, {"epochs": 3, "batch_size": 16}], ids=["gd", "sgd"]
 )
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_ensemble_equals_loop_of_single_runs(kind, momentum):
+@pytest.mark.parametrize("path", ["stacked", "vmap"])
+def test_ensemble_equals_loop_of_single_runs(kind, momentum, path):
     x, y = _data()
     seeds = list(range(100, 100 + R))
     result = train_ensemble(
-        _net, seeds, x, y, loss_fn=nn.CrossEntropyLoss(), lr=0.2, momentum=momentum, **kind
+        _net,
+        seeds,
+        x,
+        y,
+        loss_fn=nn.CrossEntropyLoss(),
+        lr=0.2,
+        momentum=momentum,
+        path=path,
+        **kind,
     )
+    assert result.path == path
     singles = [_single(s, x, y, lr=0.2, momentum=momentum, **kind) for s in seeds]
     assert _max_diff(result, singles) <= 1e-12
     assert result.losses.shape == (R, result.steps)
@@ -70,7 +85,11 @@ def test_ensemble_equals_loop_of_single_runs(kind, momentum):
     assert not torch.allclose(w[0], w[1])
 
 
-def test_ensemble_with_its_own_data_per_member():
+@pytest.mark.parametrize(
+    "kind", [{"steps": 30}, {"epochs": 2, "batch_size": 12}], ids=["gd", "sgd"]
+)
+@pytest.mark.parametrize("path", ["stacked", "vmap"])
+def test_ensemble_with_its_own_data_per_member(kind, path):
     x, y = _data(members=R)
     seeds = list(range(R))
     result = train_ensemble(
@@ -80,15 +99,13 @@ def test_ensemble_with_its_own_data_per_member():
         y,
         loss_fn=nn.CrossEntropyLoss(),
         lr=0.1,
-        epochs=2,
-        batch_size=12,
         momentum=0.5,
         per_member_data=True,
+        path=path,
+        **kind,
     )
-    singles = [
-        _single(s, x[r], y[r], lr=0.1, momentum=0.5, epochs=2, batch_size=12)
-        for r, s in enumerate(seeds)
-    ]
+    assert result.path == path
+    singles = [_single(s, x[r], y[r], lr=0.1, momentum=0.5, **kind) for r, s in enumerate(seeds)]
     assert _max_diff(result, singles) <= 1e-12
 
 
@@ -101,3 +118,77 @@ def test_ensemble_errors():
         train_ensemble(_net, [0, 1], x, y, steps=3, per_member_data=True, **kw)
     with pytest.raises(InputError, match="seeds must be a non-empty sequence of integers"):
         train_ensemble(_net, [], x, y, steps=3, **kw)
+    with pytest.raises(InputError, match=r"path='stacked' does not apply: .* is a LayerNorm"):
+        train_ensemble(_normed, [0, 1], x[:, :4], y, steps=3, path="stacked", **kw)
+    with pytest.raises(InputError, match="path must be 'auto', 'stacked' or 'vmap'"):
+        train_ensemble(_net, [0, 1], x, y, steps=3, path="fast", **kw)
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return MLP(6, (7, 5), 2, activation="gelu", bias=False).double()
+
+
+def _relu_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    inner = nn.Sequential(nn.Linear(4, 9), nn.ReLU(), nn.Identity())
+    return nn.Sequential(
+        nn.Flatten(), inner, nn.Linear(9, 9), nn.Softplus(), nn.Linear(9, 2)
+    ).double()
+
+
+def _normed(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 2)).double()
+
+
+@pytest.mark.parametrize(
+    ("net", "sample", "path"),
+    [(_mlp, (2, 3), "stacked"), (_relu_net, (2, 2), "stacked"), (_normed, (4,), "vmap")],
+    ids=["curvscope-MLP-gelu-no-bias", "nested-sequential-relu", "layernorm-falls-back"],
+)
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_ensemble_picks_its_path_and_equals_the_loop(net, sample, path, momentum):
+    """MLPs (with a Flatten, nested Sequentials, no biases) run stacked; others fall back.
+
+    lr = 0.1 keeps GD stable: at lr = 0.3 the runs turn unstable and rounding differences of
+    1e-16 per step (either path) grow to 1e-10 in 40 steps.
+    """
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(30, *sample, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    seeds = list(range(R))
+    result = train_ensemble(
+        net, seeds, x, y, loss_fn=nn.MSELoss(), lr=0.1, momentum=momentum, steps=40
+    )
+    assert result.path == path
+    loss = nn.functional.mse_loss
+    singles = [
+        _single(s, x, y, lr=0.1, momentum=momentum, steps=40, net=net, loss=loss) for s in seeds
+    ]
+    assert _max_diff(result, singles, net) <= 1e-12
+
+
+def test_ensemble_stacked_path_with_a_loss_it_does_not_write_out():
+    """A loss other than MSE/cross-entropy runs under vmap on the stacked outputs."""
+    x, _ = _data()
+    y = torch.randn(x.shape[0], 3, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+    result = train_ensemble(
+        _net, list(range(R)), x, y, loss_fn=nn.SmoothL1Loss(), lr=0.2, momentum=0.9, steps=30
+    )
+    assert result.path == "stacked"
+    loss = nn.functional.smooth_l1_loss
+    singles = [_single(s, x, y, lr=0.2, momentum=0.9, steps=30, loss=loss) for s in range(R)]
+    assert _max_diff(result, singles) <= 1e-12
+
+
+def test_stacked_plan_says_why_it_does_not_apply():
+    assert isinstance(stacked_plan(_mlp(0), 2), list)
+    assert "LayerNorm" in stacked_plan(_normed(0), 1)
+    assert "2 dimensions at an nn.Linear" in stacked_plan(_net(0), 2)
+    hooked = _net(0)
+    hooked[0].register_forward_hook(lambda *a: None)
+    assert "hooks" in stacked_plan(hooked, 1)
+    frozen = _net(0)
+    frozen[2].bias.requires_grad_(False)
+    assert "frozen" in stacked_plan(frozen, 1)

@@ -1,5 +1,6 @@
 """An ensemble trainer: R networks of one architecture trained at once in one vectorised
-computation (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``).
+computation (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, or, for MLPs,
+each layer's weights stacked and run as one batched matrix product: ``_stacked.py``).
 
 Each member has its own seed (initial weights and, for SGD, its shuffles) and optionally its own
 data; the result equals a loop of R single runs with the same seeds (checked to 1e-12 in float64
@@ -13,7 +14,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from curvscope.errors import InputError, NonFiniteError
 from curvscope.persistence import savable
+from curvscope.training._stacked import stacked_plan, stacked_step
 
 __all__ = ["EnsembleResult", "ensemble_order", "train_ensemble"]
 
@@ -44,12 +46,15 @@ class EnsembleResult:
             minibatch for SGD).
         seeds: the members' seeds, in order.
         steps: steps taken by every member.
+        path: how the members were run: ``"stacked"`` (MLP weights stacked, batched matrix
+            products) or ``"vmap"`` (any model, ``torch.func.vmap``).
     """
 
     parameters: dict[str, torch.Tensor] = field(repr=False)
     losses: torch.Tensor = field(repr=False)
     seeds: tuple[int, ...]
     steps: int
+    path: Literal["stacked", "vmap"] = "vmap"
 
     def member(self, factory: Callable[[int], nn.Module], r: int) -> nn.Module:
         """Member ``r`` as a module: ``factory(seeds[r])`` with the trained weights loaded."""
@@ -74,6 +79,7 @@ def train_ensemble(
     batch_size: int | None = None,
     momentum: float = 0.0,
     per_member_data: bool = False,
+    path: Literal["auto", "stacked", "vmap"] = "auto",
 ) -> EnsembleResult:
     """Train ``len(seeds)`` networks ``factory(seed)`` at once with (momentum) GD or SGD.
 
@@ -96,6 +102,10 @@ def train_ensemble(
         epochs: SGD epochs (with ``batch_size``).
         batch_size: ``None`` for full-batch GD.
         per_member_data: whether ``inputs``/``targets`` carry a leading member axis.
+        path: ``"auto"`` runs an MLP (``nn.Sequential`` or curvscope's ``MLP`` of
+            ``nn.Linear``, ``nn.Flatten`` and elementwise activations) on the fast
+            ``"stacked"`` path, any other model on the ``"vmap"`` path; both equal the loop of
+            single runs. ``"stacked"`` raises where it does not apply. The result says which.
 
     Models must not update buffers in their forward pass (no BatchNorm in train mode) nor
     draw random numbers (no dropout): ``vmap`` runs them once for all members.
@@ -108,8 +118,8 @@ def train_ensemble(
         ...                                torch.nn.Linear(4, 1)).double()
         >>> x, y = torch.randn(10, 3).double(), torch.randn(10, 1).double()
         >>> r = train_ensemble(net, range(4), x, y, loss_fn=torch.nn.MSELoss(), lr=0.1, steps=20)
-        >>> r.losses.shape
-        torch.Size([4, 20])
+        >>> r.losses.shape, r.path
+        (torch.Size([4, 20]), 'stacked')
     """
     seeds = tuple(seeds)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -143,7 +153,12 @@ def train_ensemble(
         raise InputError(
             f"inputs hold {n} samples but targets {targets.shape[lead]}; pass one target per input"
         )
+    if path not in ("auto", "stacked", "vmap"):
+        raise InputError(f"path must be 'auto', 'stacked' or 'vmap', got {path!r}")
     models = [factory(s) for s in seeds]
+    ops = stacked_plan(models[0], inputs.dim() - lead - 1)
+    if path == "stacked" and isinstance(ops, str):
+        raise InputError(f"path='stacked' does not apply: {ops}; use path='auto' or 'vmap'")
     params, buffers = stack_module_state(models)
     params = {k: v.detach() for k, v in params.items()}
     names = list(params)
@@ -152,7 +167,7 @@ def train_ensemble(
     def loss_of(p: dict[str, Any], b: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Any:
         return loss_fn(functional_call(base, (p, b), (x,)), y)
 
-    def step_fn(
+    def vmap_step(
         p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         # vmap for the forward pass only, then one reverse pass of the summed losses: member r's
@@ -162,6 +177,11 @@ def train_ensemble(
         loss = vmap(loss_of, in_dims=(0, 0, mapped, mapped))(leaves, buffers, x, y)
         grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
         return list(grads), loss.detach()
+
+    used: Literal["stacked", "vmap"] = "vmap"
+    step_fn = vmap_step
+    if path != "vmap" and not isinstance(ops, str):
+        used, step_fn = "stacked", stacked_step(ops, loss_fn, names)
 
     if full_batch:
         plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
@@ -175,7 +195,7 @@ def train_ensemble(
     rows = torch.arange(R).unsqueeze(1)
     for idx, _ in plan:
         if idx is None:
-            x, y, mapped = inputs, targets, lead or None
+            x, y, mapped = inputs, targets, 0 if per_member_data else None
         else:
             x = inputs[rows, idx] if per_member_data else inputs[idx]
             y = targets[rows, idx] if per_member_data else targets[idx]
@@ -195,4 +215,4 @@ def train_ensemble(
         raise NonFiniteError(
             f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
         )
-    return EnsembleResult(params, history, seeds, len(plan))
+    return EnsembleResult(params, history, seeds, len(plan), used)
