@@ -16,8 +16,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,7 @@ from curvscope.experiments.registry import (
 from curvscope.experiments.true_vs_empirical import (
     TrueVsEmpiricalConfig,
     TrueVsEmpiricalResult,
+    epoch_spectrum,
     preflight,
     true_vs_empirical,
 )
@@ -79,6 +82,9 @@ class TrueVsEmpiricalStudyConfig(StudyConfig):
     num_steps: int = 80
     num_probes: int = 3
     noise_probes: int = 8
+    estimator_samples: int = 64
+    noise_spectrum_steps: int = 30
+    spectra_at_epochs: tuple[int, ...] = ()
     params: str | None = None
     curvature_batch_size: int = 2048
 
@@ -102,6 +108,7 @@ class TrueVsEmpiricalStudyConfig(StudyConfig):
             data_dir=self.data_dir,
             device=self.device,
             dtype=self.dtype,
+            save_at=tuple(sorted(set(self.spectra_at_epochs))),
         )
 
     def spectra_config(self, checkpoint: str) -> TrueVsEmpiricalConfig:
@@ -113,6 +120,8 @@ class TrueVsEmpiricalStudyConfig(StudyConfig):
             num_steps=self.num_steps,
             num_probes=self.num_probes,
             noise_probes=self.noise_probes,
+            estimator_samples=self.estimator_samples,
+            noise_spectrum_steps=self.noise_spectrum_steps,
             compare_test=True,
             params=self.params,
             model=self.model,
@@ -152,7 +161,7 @@ def run_true_vs_empirical_study(
     The result holds the trained weights (``result.weights``), so it does not depend on the
     checkpoint left in ``state_dir`` (a temporary folder when none is given).
     """
-    from curvscope.training import train
+    from curvscope.training import snapshot_path, train
 
     with contextlib.ExitStack() as stack:
         if state_dir is None:
@@ -170,7 +179,28 @@ def run_true_vs_empirical_study(
             progress=progress,
         )
         spectra = config.spectra_config(str(trained.checkpoint))
-        return true_vs_empirical(spectra, progress=progress, state_dir=state / "spectra")
+        result = true_vs_empirical(spectra, progress=progress, state_dir=state / "spectra")
+        if not train_config.save_at:
+            return result
+        tick = time.perf_counter()
+        at_epochs = tuple(
+            epoch_spectrum(
+                dataclasses.replace(
+                    spectra,
+                    checkpoint=str(snapshot_path(state / "train", epoch)),
+                    noise_probes=0,
+                    estimator_samples=0,
+                    noise_spectrum_steps=0,
+                    compare_test=False,
+                ),
+                epoch,
+                progress=progress,
+                state_dir=state / "epochs",
+            )
+            for epoch in train_config.save_at
+        )
+        timings = {**result.timings, "epochs": time.perf_counter() - tick}
+        return dataclasses.replace(result, epoch_spectra=at_epochs, timings=timings)
 
 
 # ---------------------------------------------------------------------- report content
