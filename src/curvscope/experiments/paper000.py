@@ -382,7 +382,7 @@ def _theory_section(r: TrueVsEmpiricalResult) -> Section:
 def _noise_estimators_section(r: TrueVsEmpiricalResult) -> Section | None:
     """(a), (b), (c) side by side, and D's spectrum against the semicircle (Assumption 1)."""
     a, ps, d = r.theory.noise_empirical, r.per_sample_noise, r.noise_spectrum
-    if a is None and ps is None and d is None:
+    if ps is None and d is None:  # (a) alone is in the Theorem-1 section already
         return None
     blocks: list[Any] = []
     rows: list[tuple[Any, ...]] = []
