@@ -112,6 +112,38 @@ def _noise(s2: float) -> Any:
     )
 
 
+def _per_sample_noise() -> Any:
+    from curvscope.experiments import PerSampleNoiseEstimate
+
+    return PerSampleNoiseEstimate(
+        sigma2_frobenius=0.5,
+        sigma2_frobenius_stderr=0.1,
+        sigma2_quadratic=0.75,
+        sigma2_quadratic_stderr=math.nan,
+        ratio=1.5,
+        s2_frobenius=1.0,
+        s2_quadratic=1.5,
+        q=2.0,
+        num_params=10,
+        num_data=5,
+        num_samples=4,
+        num_probes=2,
+        seed=1,
+    )
+
+
+def _noise_spectrum() -> Any:
+    from curvscope.experiments import noise_spectrum_check
+
+    return noise_spectrum_check(_density(), scale=1.5)
+
+
+def _epoch_spectrum(epoch: int = 0) -> Any:
+    from curvscope.experiments.true_vs_empirical import EpochSpectrum
+
+    return EpochSpectrum(epoch=epoch, summary=_set_summary(), density=_density())
+
+
 def _theorem1() -> Any:
     from curvscope.experiments import theorem1_comparison
 
@@ -180,6 +212,9 @@ def _true_vs_empirical() -> Any:
         },
         data=_data_identity(),
         timings={"total": 1.0},
+        per_sample_noise=_per_sample_noise(),
+        noise_spectrum=_noise_spectrum(),
+        epoch_spectra=(_epoch_spectrum(0), _epoch_spectrum(10)),
     )
 
 
@@ -248,6 +283,9 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
     theory = _theorem1()
     return {
         "NoiseEstimate": lambda: [_noise(0.01)],
+        "PerSampleNoiseEstimate": lambda: [_per_sample_noise()],
+        "NoiseSpectrumCheck": lambda: [_noise_spectrum()],
+        "EpochSpectrum": lambda: [_epoch_spectrum(3)],
         "SetSummary": lambda: [_set_summary(), _set_summary(accuracy=0.75)],
         "ObservedExtremes": lambda: [ObservedExtremes((-1.0, 2.0), (-0.5, math.inf))],
         "Theorem1Forward": lambda: [theory.forward],

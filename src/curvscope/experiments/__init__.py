@@ -2,11 +2,21 @@
 
 - :func:`true_vs_empirical` — paper 000: Empirical vs augmented ("True") curvature spectra at
   a checkpoint's weights, with the Theorem-1 comparison (spec ``theory.md`` §1);
-- :func:`split_half_noise` — the Theorem-1 noise scale by the split-half estimator (§1.4(a)).
+- :func:`split_half_noise` — the Theorem-1 noise scale by the split-half estimator (§1.4(a));
+  :func:`per_sample_noise` — by the per-sample estimators (b), (c) of §1.4;
+  :func:`noise_spectrum_check` — the split-half difference's spectrum against the semicircle.
 """
 
 from curvscope.experiments.config import StudyConfig
-from curvscope.experiments.noise import NoiseEstimate, split_half_noise
+from curvscope.experiments.noise import (
+    HalfDifferenceOperator,
+    NoiseEstimate,
+    NoiseSpectrumCheck,
+    PerSampleNoiseEstimate,
+    noise_spectrum_check,
+    per_sample_noise,
+    split_half_noise,
+)
 from curvscope.experiments.registry import (
     STUDIES,
     Claim,
@@ -40,8 +50,11 @@ __all__ = [
     "Claim",
     "DataIdentity",
     "FigureRef",
+    "HalfDifferenceOperator",
     "NoiseEstimate",
+    "NoiseSpectrumCheck",
     "ObservedExtremes",
+    "PerSampleNoiseEstimate",
     "Section",
     "SetSummary",
     "Study",
@@ -55,6 +68,8 @@ __all__ = [
     "TrueVsEmpiricalResult",
     "get_study",
     "make_operator",
+    "noise_spectrum_check",
+    "per_sample_noise",
     "register",
     "split_half_noise",
     "summarize_density",

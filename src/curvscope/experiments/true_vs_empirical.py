@@ -50,13 +50,21 @@ from curvscope._version import __version__
 from curvscope.data import AugmentedViews, BatchLoader, TensorDataset, load_dataset
 from curvscope.errors import InputError, MemoryLimitError, NonFiniteError
 from curvscope.experiments._sources import split_halves
-from curvscope.experiments.noise import NoiseEstimate, split_half_noise
+from curvscope.experiments.noise import (
+    HalfDifferenceOperator,
+    NoiseEstimate,
+    NoiseSpectrumCheck,
+    PerSampleNoiseEstimate,
+    noise_spectrum_check,
+    per_sample_noise,
+    split_half_noise,
+)
 from curvscope.models import ModelSpec
 from curvscope.operators import select_parameters
 from curvscope.operators.registry import MATRICES  # re-exported for compatibility
 from curvscope.persistence import savable
 from curvscope.rmt import deflated_extremes, spiked_extremes
-from curvscope.spectral import SpectralDensity, slq
+from curvscope.spectral import SpectralDensity, make_generator, slq
 from curvscope.spectral.lanczos import basis_bytes
 from curvscope.spectral.slq import RitzPair
 from curvscope.training import TrainConfig, evaluate, load_checkpoint, loss_function
@@ -64,6 +72,7 @@ from curvscope.training import TrainConfig, evaluate, load_checkpoint, loss_func
 __all__ = [
     "MATRICES",
     "DataIdentity",
+    "EpochSpectrum",
     "ObservedExtremes",
     "SetSummary",
     "Theorem1Comparison",
@@ -71,6 +80,7 @@ __all__ = [
     "Theorem1Reverse",
     "TrueVsEmpiricalConfig",
     "TrueVsEmpiricalResult",
+    "epoch_spectrum",
     "make_operator",
     "preflight",
     "summarize_density",
@@ -117,6 +127,23 @@ def _check_config(config: Any) -> None:
             f"noise_probes must be 0 (skip the noise estimate) or an integer >= 2, "
             f"got {config.noise_probes!r}"
         )
+    if not is_int(config.estimator_samples, minimum=0) or config.estimator_samples in (1, 2):
+        raise InputError(
+            f"estimator_samples must be 0 (skip estimators (b), (c)) or an integer >= 3, "
+            f"got {config.estimator_samples!r}"
+        )
+    check_int(
+        "noise_spectrum_steps",
+        config.noise_spectrum_steps,
+        minimum=0,
+        expected="0 (skip) or a positive integer (Lanczos steps on D, e.g. 40)",
+    )
+    if (config.estimator_samples or config.noise_spectrum_steps) and not config.noise_probes:
+        raise InputError(
+            "estimator_samples and noise_spectrum_steps need noise_probes >= 2 (the shared "
+            "probes of (b), (c) and the scale s of the semicircle); set noise_probes=8 or "
+            "set them to 0"
+        )
     check_bool("compare_test", config.compare_test)
     for name in ("params", "model", "data_dir"):
         value = getattr(config, name)
@@ -144,6 +171,13 @@ class TrueVsEmpiricalConfig:
         num_steps: Lanczos steps m of each SLQ run.
         num_probes: SLQ probes per set (paper 000 uses one).
         noise_probes: Rademacher probes of the split-half noise estimate (§1.4(a)); 0 skips it.
+            They are also the k shared probes of the per-sample estimators.
+        estimator_samples: n_s, training samples of the per-sample estimators (b), (c) of
+            §1.4 (one single-sample block product each); 0 (the default, as in
+            ``curvscope run``) skips them.
+        noise_spectrum_steps: Lanczos steps of SLQ on ``D = (H_A - H_B)/2`` of the empirical
+            split, compared with the semicircle of radius ``2s`` (Assumption 1); each step is
+            one data pass; 0 (the default) skips it.
         compare_test: also compute the spectrum over the test set.
         params: ``None`` (all parameters) or a glob pattern / names of a subset (``"fc2.*"``).
         model: the model name the checkpoint must hold (``None``: any).
@@ -160,6 +194,8 @@ class TrueVsEmpiricalConfig:
     num_steps: int = 80
     num_probes: int = 3
     noise_probes: int = 8
+    estimator_samples: int = 0
+    noise_spectrum_steps: int = 0
     compare_test: bool = True
     params: str | None = None
     model: str | None = None
@@ -383,6 +419,22 @@ class DataIdentity:
 
 @savable
 @dataclass(frozen=True)
+class EpochSpectrum:
+    """The empirical spectrum at one training snapshot (paper 000 figs. 14-33).
+
+    Attributes:
+        epoch: the snapshot's epoch (0 = the initial weights).
+        summary: its :class:`SetSummary` (extremes, negative mass, loss, accuracy).
+        density: the SLQ density.
+    """
+
+    epoch: int
+    summary: SetSummary
+    density: SpectralDensity
+
+
+@savable
+@dataclass(frozen=True)
 class TrueVsEmpiricalResult:
     """The outcome of :func:`true_vs_empirical`; plots and the report read only this.
 
@@ -406,6 +458,10 @@ class TrueVsEmpiricalResult:
         data: the :class:`DataIdentity` of the sets.
         timings: seconds per stage.
         device, version: where it ran and the curvscope version.
+        per_sample_noise: estimators (b), (c) on the training set (``None``: skipped).
+        noise_spectrum: D's spectrum against the semicircle (``None``: skipped).
+        epoch_spectra: empirical spectra at training snapshots (the study's
+            ``spectra_at_epochs``; empty otherwise).
 
     Example:
         >>> result = TrueVsEmpiricalResult.load("runs/spectrum/result")  # doctest: +SKIP
@@ -429,6 +485,9 @@ class TrueVsEmpiricalResult:
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     version: str = __version__
+    per_sample_noise: PerSampleNoiseEstimate | None = None
+    noise_spectrum: NoiseSpectrumCheck | None = None
+    epoch_spectra: tuple[EpochSpectrum, ...] = ()
 
     # ------------------------------------------------------------------ derived views
     def summary(self) -> dict[str, Any]:
@@ -445,6 +504,15 @@ class TrueVsEmpiricalResult:
                 "num_test": self.num_test,
                 "sets": {name: s.to_dict() for name, s in self.summaries.items()},
                 "theorem1": self.theory.to_dict(),
+                "per_sample_noise": None
+                if self.per_sample_noise is None
+                else self.per_sample_noise.to_dict(),
+                "noise_spectrum": None
+                if self.noise_spectrum is None
+                else self.noise_spectrum.to_dict(),
+                "epoch_spectra": [
+                    {"epoch": e.epoch, **e.summary.to_dict()} for e in self.epoch_spectra
+                ],
                 "timings": self.timings,
                 "version": self.version,
             }
@@ -631,6 +699,8 @@ def preflight(
         config.num_probes, min(config.num_steps, size), size, getattr(torch, config.dtype)
     )
     split = 16 * len(train_set) * config.views if config.noise_probes else 0
+    # the per-sample products H_i V are kept (float64) for the jackknife
+    split += 8 * config.estimator_samples * config.noise_probes * size
     available = available_memory(torch.device(config.device))
     if basis + split > available:
         raise MemoryLimitError(
@@ -744,13 +814,11 @@ def true_vs_empirical(
         timings[name] = time.perf_counter() - tick
 
     noise: dict[str, NoiseEstimate | None] = {"empirical": None, "augmented": None}
+    noise_spectrum = per_sample = None
     if config.noise_probes:
         tick = time.perf_counter()
         for name in ("empirical", "augmented"):
             saved = None if state is None else state / f"noise_{name}"
-            if saved is not None and saved.with_suffix(".json").is_file():
-                noise[name] = NoiseEstimate.load(saved)  # exact floats, NaN included
-                continue
             half_a, half_b = (
                 _rank_loader(h.dataset, bs, h.indices)
                 for h in split_halves(sets[name], seed=config.seed, batch_size=bs)
@@ -761,6 +829,11 @@ def true_vs_empirical(
                 )
                 for h in (half_a, half_b)
             ]
+            if saved is not None and saved.with_suffix(".json").is_file():
+                noise[name] = NoiseEstimate.load(saved)  # exact floats, NaN included
+                if name == "empirical" and config.noise_spectrum_steps:
+                    noise_spectrum = _noise_spectrum(config, ops, noise[name], state, progress)
+                continue
             estimate = split_half_noise(
                 ops[0],
                 ops[1],
@@ -772,12 +845,24 @@ def true_vs_empirical(
             noise[name] = estimate
             if saved is not None:
                 estimate.save(saved)
+            if name == "empirical" and config.noise_spectrum_steps:
+                noise_spectrum = _noise_spectrum(config, ops, estimate, state, progress)
             if progress:
                 tqdm.write(
                     f"noise scale ({name}, split-half): s = {estimate.noise_scale:.4g}",
                     file=sys.stderr,
                 )
         timings["noise"] = time.perf_counter() - tick
+    if config.estimator_samples:
+        tick = time.perf_counter()
+        per_sample = _per_sample(config, model, loss_fn, train_set, op_dtype, state)
+        timings["per_sample_noise"] = time.perf_counter() - tick
+        if progress:
+            tqdm.write(
+                f"sigma^2 per sample: (b) {per_sample.sigma2_frobenius:.4g}, (c) "
+                f"{per_sample.sigma2_quadratic:.4g}, (c)/(b) {per_sample.ratio:.3g}",
+                file=sys.stderr,
+            )
 
     theory = theorem1_comparison(
         summaries["empirical"],
@@ -812,4 +897,122 @@ def true_vs_empirical(
         ),
         timings=timings,
         device=str(config.device),
+        per_sample_noise=per_sample,
+        noise_spectrum=noise_spectrum,
     )
+
+
+def _noise_spectrum(
+    config: TrueVsEmpiricalConfig,
+    ops: list[Any],
+    estimate: NoiseEstimate,
+    state: Path | None,
+    progress: bool,
+) -> NoiseSpectrumCheck:
+    """SLQ on D = (H_A - H_B)/2 of the empirical split, beside the semicircle of radius 2 s_D
+    (s_D^2 = ||D||_F^2 / P, the split-half estimate before its rescaling to N samples)."""
+    density = slq(
+        HalfDifferenceOperator(ops[0], ops[1]),
+        num_steps=config.noise_spectrum_steps,
+        num_probes=config.num_probes,
+        seed=config.seed + 3,
+        progress=progress,
+        checkpoint=None if state is None else state / "lanczos_difference.pt",
+    )
+    s2_d = estimate.s2 * estimate.num_data / (2 * estimate.half_size)
+    return noise_spectrum_check(density, scale=math.sqrt(max(s2_d, 0.0)))
+
+
+def _per_sample(
+    config: TrueVsEmpiricalConfig,
+    model: torch.nn.Module,
+    loss_fn: Any,
+    train_set: TensorDataset,
+    op_dtype: torch.dtype,
+    state: Path | None,
+) -> PerSampleNoiseEstimate:
+    """Estimators (b), (c) on ``estimator_samples`` training samples drawn without replacement
+    (seed ``config.seed + 2``), each matrix the study's over one sample."""
+    saved = None if state is None else state / "noise_per_sample"
+    if saved is not None and saved.with_suffix(".json").is_file():
+        return PerSampleNoiseEstimate.load(saved)
+    count = min(config.estimator_samples, len(train_set))
+    order = torch.randperm(len(train_set), generator=make_generator(config.seed + 2))[:count]
+    ops = (
+        make_operator(
+            config.matrix,
+            model,
+            loss_fn,
+            _rank_loader(train_set, 1, order[i : i + 1]),
+            params=config.params,
+            dtype=op_dtype,
+            num_data=1,
+        )
+        for i in range(count)
+    )
+    estimate = per_sample_noise(
+        ops, num_data=len(train_set), num_probes=config.noise_probes, seed=config.seed + 1
+    )
+    if saved is not None:
+        estimate.save(saved)
+    return estimate
+
+
+def epoch_spectrum(
+    config: TrueVsEmpiricalConfig,
+    epoch: int,
+    *,
+    progress: bool = False,
+    state_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 10,
+) -> EpochSpectrum:
+    """The empirical SLQ spectrum of the snapshot ``config.checkpoint`` taken after ``epoch``
+    (the training set only; resumable through a Lanczos checkpoint in ``state_dir``)."""
+    ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
+    tc = ckpt.config
+    kwargs = {
+        "data_dir": config.data_dir if config.data_dir is not None else tc.data_dir,
+        "seed": tc.seed,
+        **tc.data_options,
+    }
+    train_set: TensorDataset = load_dataset(tc.data, "train", **kwargs)
+    loss_fn = loss_function(tc, train_set)
+    model = ckpt.model
+    where = f"snapshot {config.checkpoint!r}"
+    _check_finite_weights(model, where)
+    op_dtype = getattr(torch, config.dtype)
+    model_dtype = next(model.parameters()).dtype
+    loss, acc = evaluate(
+        model,
+        train_set,
+        loss_fn,
+        batch_size=config.batch_size,
+        device=config.device,
+        dtype=model_dtype,
+    )
+    _check_finite_loss(
+        loss, "empirical", where, op_dtype, classification=train_set.task == "classification"
+    )
+    op = make_operator(
+        config.matrix,
+        model,
+        loss_fn,
+        _rank_loader(train_set, config.batch_size),
+        params=config.params,
+        dtype=op_dtype,
+        num_data=len(train_set),
+    )
+    state = Path(state_dir) if state_dir is not None else None
+    if state is not None:
+        state.mkdir(parents=True, exist_ok=True)
+    density = slq(
+        op,
+        num_steps=config.num_steps,
+        num_probes=config.num_probes,
+        seed=config.seed,
+        progress=progress,
+        checkpoint=None if state is None else state / f"lanczos_epoch-{epoch:04d}.pt",
+        checkpoint_every=checkpoint_every,
+    )
+    summary = summarize_density(density, num_samples=len(train_set), loss=loss, accuracy=acc)
+    return EpochSpectrum(epoch=int(epoch), summary=summary, density=density)

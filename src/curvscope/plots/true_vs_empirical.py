@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from curvscope.plots.registry import register_figures
 from curvscope.plots.spectra import plot_smoothed_density, plot_stem
 from curvscope.plots.training import plot_training_curves
+from curvscope.rmt import semicircle
 
 __all__ = ["FIGURE_NAMES", "SET_LABELS", "true_vs_empirical_figures"]
 
@@ -18,7 +19,15 @@ SET_LABELS = {"empirical": "Empirical", "augmented": "Augmented (True)", "test":
 _COLORS = {"empirical": "C0", "augmented": "C1", "test": "C2"}
 
 #: File stems of the figures, in report order.
-FIGURE_NAMES = ("training", "stem_empirical", "stem_augmented", "stem_test", "densities")
+FIGURE_NAMES = (
+    "training",
+    "stem_empirical",
+    "stem_augmented",
+    "stem_test",
+    "densities",
+    "noise_spectrum",
+    "epoch_extremes",
+)
 
 
 def _title(result: Any, name: str) -> str:
@@ -62,4 +71,44 @@ def true_vs_empirical_figures(result: Any) -> dict[str, Figure]:
         )
     ax.set_title(f"smoothed densities (Gaussian width {width:.2g})")
     figures["densities"] = fig
+    if result.noise_spectrum is not None:
+        figures["noise_spectrum"] = _noise_spectrum_figure(result.noise_spectrum)
+    if result.epoch_spectra:
+        figures["epoch_extremes"] = _epoch_figure(result.epoch_spectra)
     return figures
+
+
+def _noise_spectrum_figure(check: Any) -> Figure:
+    """D's Ritz stems (linear weights) over the semicircle density of radius 2s."""
+    fig = plot_stem(
+        check.density,
+        color="C3",
+        log=False,
+        title=f"D = (H_A − H_B)/2: Ritz values vs semicircle of radius 2s = {check.edge:.3g}",
+    )
+    ax = fig.axes[0]
+    lo = min(check.smallest, -check.edge) * 1.1
+    hi = max(check.largest, check.edge) * 1.1
+    grid = np.linspace(lo, hi, 600)
+    if check.scale > 0:
+        density = semicircle(check.scale).pdf(grid)
+        twin = ax.twinx()
+        twin.plot(grid, density, color="k", lw=1.2, label="semicircle density")
+        twin.set_ylabel("semicircle density")
+        twin.legend(loc="upper right")
+    ax.set_xlim(lo, hi)
+    return fig
+
+
+def _epoch_figure(epochs: Any) -> Figure:
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    x = [e.epoch for e in epochs]
+    ax.plot(x, [e.summary.largest for e in epochs], "o-", color="C0", label="λ_max")
+    ax.plot(x, [e.summary.smallest for e in epochs], "s-", color="C3", label="λ_min")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("extremal Ritz value (Empirical)")
+    ax.set_title("Empirical spectrum extremes during training")
+    ax.legend()
+    return fig
