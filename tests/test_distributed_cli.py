@@ -42,8 +42,8 @@ def test_two_ranks_print_once_write_once_and_equal_one_rank(tmp_path: Path) -> N
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",  # a free port for the rendezvous (a fixed one can collide)
             "--nproc_per_node=2",
-            "--master_port=29533",
             "-m",
             "curvscope",
             "spectrum",
