@@ -629,6 +629,15 @@ def theorem1_comparison(
     )
 
 
+def _checkpoint_and_data(config: TrueVsEmpiricalConfig) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint (model checked) and the options that rebuild its data as training saw
+    it (``config.data_dir`` overrides the recorded folder)."""
+    ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
+    tc = ckpt.config
+    data_dir = config.data_dir if config.data_dir is not None else tc.data_dir
+    return ckpt, {"data_dir": data_dir, "seed": tc.seed, **tc.data_options}
+
+
 def _rank_loader(dataset: Any, batch_size: int, indices: torch.Tensor | None = None) -> Any:
     """Batches over ``indices`` (default: all samples); under ``torch.distributed`` this rank's
     share only, since the operators all-reduce the sums and counts of every rank."""
@@ -749,13 +758,8 @@ def true_vs_empirical(
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
+    ckpt, kwargs = _checkpoint_and_data(config)
     tc = ckpt.config
-    kwargs = {
-        "data_dir": config.data_dir if config.data_dir is not None else tc.data_dir,
-        "seed": tc.seed,
-        **tc.data_options,
-    }
     train_set: TensorDataset = load_dataset(tc.data, "train", **kwargs)
     test_set = load_dataset(tc.data, "test", **kwargs) if config.compare_test else None
     preflight(config, ckpt.model, train_set)
@@ -968,13 +972,8 @@ def epoch_spectrum(
 ) -> EpochSpectrum:
     """The empirical SLQ spectrum of the snapshot ``config.checkpoint`` taken after ``epoch``
     (the training set only; resumable through a Lanczos checkpoint in ``state_dir``)."""
-    ckpt = load_checkpoint(config.checkpoint, model=config.model, map_location=config.device)
+    ckpt, kwargs = _checkpoint_and_data(config)
     tc = ckpt.config
-    kwargs = {
-        "data_dir": config.data_dir if config.data_dir is not None else tc.data_dir,
-        "seed": tc.seed,
-        **tc.data_options,
-    }
     train_set: TensorDataset = load_dataset(tc.data, "train", **kwargs)
     loss_fn = loss_function(tc, train_set)
     model = ckpt.model
