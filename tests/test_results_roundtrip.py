@@ -477,3 +477,10 @@ def test_persistence_is_the_bottom_layer() -> None:
             assert not name.startswith("torch"), name
             if name.startswith("curvscope"):
                 assert name in {"curvscope.errors", "curvscope._outputs", "curvscope._version"}
+
+
+def test_the_study_module_re_exports_its_result_classes() -> None:
+    from curvscope.experiments import true_vs_empirical, true_vs_empirical_results
+
+    for name in true_vs_empirical_results.__all__:
+        assert getattr(true_vs_empirical, name) is getattr(true_vs_empirical_results, name)

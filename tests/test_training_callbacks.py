@@ -198,7 +198,9 @@ def test_mse_onehot_loss_and_its_operator():
     onehot[torch.arange(12), y] = 1.0
     # the training loss is nn.MSELoss on one-hot targets (mean over samples and classes)
     out = model(x)
-    assert float(loss(out, y)) == pytest.approx(float(((out - onehot) ** 2).mean()), rel=1e-15)
+    assert float(loss(out, y).detach()) == pytest.approx(
+        float(((out - onehot) ** 2).mean()), rel=1e-15
+    )
     # its curvature, through the operators' MSE with one-hot batches, is the dense Hessian/GGN
     dense = _dense_hessian(model, loss, x, y)
     batches = list(one_hot_batches([(x[:7], y[:7]), (x[7:], y[7:])], 3, dtype=torch.float64))
