@@ -480,7 +480,7 @@ def test_persistence_is_the_bottom_layer() -> None:
 
 
 def test_the_study_module_re_exports_its_result_classes() -> None:
-    from curvscope.experiments import true_vs_empirical, true_vs_empirical_results
-
-    for name in true_vs_empirical_results.__all__:
-        assert getattr(true_vs_empirical, name) is getattr(true_vs_empirical_results, name)
+    study = importlib.import_module("curvscope.experiments.true_vs_empirical")
+    results = importlib.import_module("curvscope.experiments.true_vs_empirical_results")
+    for name in results.__all__:
+        assert getattr(study, name) is getattr(results, name)
