@@ -1,4 +1,4 @@
-"""Ensemble trainer vs a loop of single runs (CPU, one torch thread, float64).
+"""Ensemble trainer vs a loop of single runs (CPU, float64; one torch thread unless --threads).
 
 R = 64 tanh networks, 200 full-batch GD steps, at four sizes up to paper 001's (n = 16,
 P = 512, m = 64 examples) and P ~ 1000: with :func:`curvscope.training.train_ensemble` on its
@@ -6,8 +6,10 @@ default stacked path (batched matrix products), on its vmap path (``path="vmap"`
 comparison), and as a loop of 64 ``torch.optim.SGD`` runs with the same seeds. The three are
 timed interleaved (stacked, vmap, loop, stacked, ...) so machine load hits all alike; ratios of
 the medians are reported, with the largest weight difference to the loop (must be <= 1e-12).
+``--threads 1 2`` times every size at each torch thread count in turn within the same
+interleaved run (stacked, vmap and loop all at the same setting), one row per count.
 
-Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ensemble.py [--repeats 3]
+Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ensemble.py [--repeats 3] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -73,46 +75,60 @@ def max_diff(net: Callable, result, singles: list[torch.nn.Module]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1], help="torch thread counts (default: 1)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print("# Ensemble trainer vs loop (CPU, torch threads 1, float64)\n")
+    counts = ", ".join(map(str, args.threads))
+    print(f"# Ensemble trainer vs loop (CPU, torch threads {counts}, float64)\n")
     print(
         f"torch {torch.__version__}, {platform.machine()}, R = {R} members, {STEPS} full-batch "
         f"GD steps, {args.repeats} interleaved repeats (medians)\n"
     )
     print(
-        "| network | P | N | stacked s | vmap s | loop s | speed-up stacked | speed-up vmap "
-        "| max weight diff stacked / vmap |"
+        "| network | P | N | threads | stacked s | vmap s | loop s | speed-up stacked "
+        "| speed-up vmap | max weight diff stacked / vmap |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for d, h, k, n, bias in SIZES:
         net = factory(d, h, k, bias)
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(n, d, generator=gen, dtype=torch.float64)
         y = torch.randn(n, k, generator=gen, dtype=torch.float64)
-        ensemble(net, x, y, "stacked")  # warm-up (vmap, allocator)
-        ensemble(net, x, y, "vmap")
-        loop(net, x, y)
-        times: dict[str, list[float]] = {"stacked": [], "vmap": [], "loop": []}
-        results = {}
+        for threads in args.threads:  # warm-up (vmap, allocator, thread pool)
+            torch.set_num_threads(threads)
+            ensemble(net, x, y, "stacked")
+            ensemble(net, x, y, "vmap")
+            loop(net, x, y)
+        times = {t: {"stacked": [], "vmap": [], "loop": []} for t in args.threads}
+        errs: dict[int, dict[str, float]] = {t: {} for t in args.threads}
         for _ in range(args.repeats):
-            for path in ("stacked", "vmap"):
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                results = {}
+                for path in ("stacked", "vmap"):
+                    t0 = time.perf_counter()
+                    results[path] = ensemble(net, x, y, path)
+                    times[threads][path].append(time.perf_counter() - t0)
+                    assert results[path].path == path
                 t0 = time.perf_counter()
-                results[path] = ensemble(net, x, y, path)
-                times[path].append(time.perf_counter() - t0)
-                assert results[path].path == path
-            t0 = time.perf_counter()
-            singles = loop(net, x, y)
-            times["loop"].append(time.perf_counter() - t0)
-        err = {path: max_diff(net, results[path], singles) for path in ("stacked", "vmap")}
+                singles = loop(net, x, y)
+                times[threads]["loop"].append(time.perf_counter() - t0)
+                for path in ("stacked", "vmap"):
+                    err = max_diff(net, results[path], singles)
+                    errs[threads][path] = max(errs[threads].get(path, 0.0), err)
         P = sum(p.numel() for p in net(0).parameters())
-        st, vm, lo = (statistics.median(times[key]) for key in ("stacked", "vmap", "loop"))
         name = f"tanh {d}-{h}-{k}" + ("" if bias else " (no bias)")
-        print(
-            f"| {name} | {P} | {n} | {st:.3f} | {vm:.3f} | {lo:.3f} | **{lo / st:.1f}x** "
-            f"| {lo / vm:.1f}x | {err['stacked']:.1e} / {err['vmap']:.1e} |",
-            flush=True,
-        )
+        for threads in args.threads:
+            st, vm, lo = (
+                statistics.median(times[threads][key]) for key in ("stacked", "vmap", "loop")
+            )
+            err = errs[threads]
+            print(
+                f"| {name} | {P} | {n} | {threads} | {st:.3f} | {vm:.3f} | {lo:.3f} "
+                f"| **{lo / st:.1f}x** | {lo / vm:.1f}x | {err['stacked']:.1e} / {err['vmap']:.1e} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
