@@ -120,3 +120,41 @@ def test_result_rebuilds_its_model_and_data(result: TrueVsEmpiricalResult, tmp_p
         assert accuracy == back.summaries[name].accuracy, split
     with pytest.raises(InputError, match="split 'train', 'test' or 'augmented', got 'val'"):
         back.rebuild_data("val")  # type: ignore[arg-type]
+
+
+def test_a_subset_is_named_in_the_result_and_checked_on_rebuild(tmp_path) -> None:
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    from curvscope.errors import InputError
+    from curvscope.experiments.paper000 import (
+        TrueVsEmpiricalStudyConfig,
+        run_true_vs_empirical_study,
+    )
+    from curvscope.experiments.true_vs_empirical_results import TrueVsEmpiricalResult
+
+    config = TrueVsEmpiricalStudyConfig(
+        data_options={"per_class": 5},
+        model_options={"hidden": [8], "activation": "tanh"},
+        epochs=1,
+        views=1,
+        num_steps=4,
+        num_probes=1,
+        noise_probes=0,
+        estimator_samples=0,
+        noise_spectrum_steps=0,
+    )
+    result = run_true_vs_empirical_study(config)
+    indices = result.data.subset_indices
+    assert indices is not None and len(indices) == 50 and result.num_train == 50
+    result.save(tmp_path / "r")
+    back = TrueVsEmpiricalResult.load(tmp_path / "r")
+    np.testing.assert_array_equal(back.data.subset_indices, indices)
+    assert len(back.rebuild_data("train")) == 50
+    other = dataclasses.replace(
+        back, data=dataclasses.replace(back.data, subset_indices=indices[::-1].copy())
+    )
+    with pytest.raises(InputError, match="training subset is not the one the result"):
+        other.rebuild_data("train")

@@ -291,7 +291,10 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
         "Theorem1Forward": lambda: [theory.forward],
         "Theorem1Reverse": lambda: [theory.reverse],
         "Theorem1Comparison": lambda: [theory],
-        "DataIdentity": lambda: [_data_identity()],
+        "DataIdentity": lambda: [
+            _data_identity(),
+            dataclasses.replace(_data_identity(), subset_indices=np.array([3, 1, 4], np.int64)),
+        ],
         "TrueVsEmpiricalResult": lambda: [_true_vs_empirical()],
         "EngineCheck": lambda: [EngineCheck({"hessian": {"jvp": "ok", "vmap": "wrong: 1e-3"}})],
         "SampledSpectrum": lambda: [rmt.sample_spectrum(rmt.semicircle(1.0), 6, seed=0)],

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -319,6 +320,11 @@ def _checkpoint_and_data(config: TrueVsEmpiricalConfig) -> tuple[Any, dict[str, 
     return ckpt, {"data_dir": data_dir, "seed": tc.seed, **tc.data_options}
 
 
+def _subset_indices(dataset: Any) -> np.ndarray | None:
+    indices = getattr(dataset, "subset_indices", None)
+    return None if indices is None else np.asarray(indices, dtype=np.int64).copy()
+
+
 def _rank_loader(dataset: Any, batch_size: int, indices: torch.Tensor | None = None) -> Any:
     """Batches over ``indices`` (default: all samples); under ``torch.distributed`` this rank's
     share only, since the operators all-reduce the sums and counts of every rank."""
@@ -579,6 +585,7 @@ def true_vs_empirical(
             data_dir=None if kwargs["data_dir"] is None else str(kwargs["data_dir"]),
             views=config.views,
             view_seed=config.seed,
+            subset_indices=_subset_indices(train_set),
         ),
         timings=timings,
         device=str(config.device),

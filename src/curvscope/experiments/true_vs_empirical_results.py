@@ -219,6 +219,10 @@ class DataIdentity:
         seed: the dataset's seed (the training seed: it fixes synthetic data and splits).
         data_dir: the folder the data was read from (``None``: the default).
         views, view_seed: K and the seed of the frozen augmentation views.
+        subset_indices: the indices (in the full training split) of the samples used when an
+            option selects a subset (``per_class``), so the subset is named, not only
+            re-derivable; ``None`` for the whole split. :meth:`TrueVsEmpiricalResult.rebuild_data`
+            checks that the rebuilt subset is this one.
     """
 
     name: str
@@ -227,6 +231,7 @@ class DataIdentity:
     data_dir: str | None
     views: int
     view_seed: int
+    subset_indices: np.ndarray | None = None
 
 
 @savable
@@ -355,6 +360,17 @@ class TrueVsEmpiricalResult:
         d = self.data
         kwargs = {"data_dir": d.data_dir, "seed": d.seed, **d.options}
         dataset = load_dataset(d.name, "test" if split == "test" else "train", **kwargs)
+        rebuilt = getattr(dataset, "subset_indices", None)
+        if (
+            split != "test"
+            and d.subset_indices is not None
+            and (rebuilt is None or not np.array_equal(np.asarray(rebuilt), d.subset_indices))
+        ):
+            raise InputError(
+                f"the rebuilt {d.name!r} training subset is not the one the result was computed "
+                f"on ({len(d.subset_indices)} recorded indices); the data in "
+                f"{d.data_dir or 'the default folder'} or the dataset code changed since"
+            )
         if split == "augmented":
             return AugmentedViews(dataset, views=d.views, seed=d.view_seed)
         return dataset
