@@ -175,6 +175,7 @@ class SmallNetsResult:
     input_dim: int
     spectra: tuple[SmallNetSpectrum, ...]
     timings: dict[str, float]
+    cumulative_grid: np.ndarray = field(default_factory=lambda: CUMULATIVE_GRID.copy())
     version: str = __version__
 
     def rebuild_data(self, key: str = "real") -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,7 +256,7 @@ def _spectrum(
     else:
         out = loss_fn(net(x), y)
         grads = torch.autograd.grad(out, list(net.parameters()))
-        steps, loss, reason = 0, float(out), "init"
+        steps, loss, reason = 0, float(out.detach()), "init"
         norm = float(torch.sqrt(sum((g**2).sum() for g in grads)))
     with torch.no_grad():
         accuracy = float((net(x).argmax(1) == y).double().mean())
@@ -309,8 +310,21 @@ def _check_dense(config: _SmallNetsBase, input_dim: int, classes: int, widths: A
         raise InputError(f"depth must be at least 1 hidden layer; got {config.depth}")
 
 
+def _typed(value: Any) -> Any:
+    """A ``--set data_options.per_class=4`` string as the number it spells (dict values of a
+    config keep the type they arrive with)."""
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
 def _real_data(config: _SmallNetsBase) -> SmallNetData:
-    return SmallNetData(config.data, dict(config.data_options), config.seed, config.data_dir)
+    options = {k: _typed(v) for k, v in config.data_options.items()}
+    return SmallNetData(config.data, options, config.seed, config.data_dir)
 
 
 def run_small_nets_width(

@@ -1,0 +1,142 @@
+"""The paper-003 small-network studies: spectra against an independent dense float64 Hessian of
+the rebuilt network on the rebuilt data, claims recomputed from the result, the save round trip,
+the refusal of a P too large for a dense eigendecomposition, and the laptop preset's time."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+from curvscope.errors import InputError
+from curvscope.experiments import get_study
+from curvscope.experiments.paper003_width import SmallNetsResult, find_outliers
+from curvscope.plots.paper003_width import small_nets_figures
+
+_FAST = ["widths=3,6", "max_steps=300", "grad_tol=1e-2", "data_options.per_class=4"]
+
+
+@pytest.fixture(scope="module")
+def width_run() -> SmallNetsResult:
+    study = get_study("small-nets-width")
+    return study.run(study.config("laptop", overrides=_FAST))
+
+
+@pytest.fixture(scope="module")
+def random_run() -> SmallNetsResult:
+    study = get_study("small-nets-random-inputs")
+    return study.run(study.config("laptop", overrides=["width=4", *_FAST[1:]]))
+
+
+def _dense_hessian(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Reverse-over-reverse Hessian of the mean NLL in the parameter order of the model."""
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for _, p in net.named_parameters()]
+    sizes = [p.numel() for _, p in net.named_parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(flat, sizes)
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+        logits = functional_call(net, params, (x,))
+        return torch.nn.functional.cross_entropy(logits, y)
+
+    return torch.autograd.functional.hessian(loss, theta).numpy()
+
+
+@pytest.mark.parametrize("which", ["width", "random"])
+def test_a_spectrum_is_eigh_of_an_independent_dense_hessian(which, width_run, random_run):
+    result = width_run if which == "width" else random_run
+    index = len(result.spectra) - 1  # widest net / random inputs after training
+    spectrum = result.spectra[index]
+    x, y = result.rebuild_data(spectrum.data)
+    assert x.dtype == torch.float64
+    reference = np.linalg.eigvalsh(_dense_hessian(result.rebuild_model(index), x, y))
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(spectrum.eigenvalues, reference, rtol=0, atol=1e-10 * scale)
+
+
+def test_random_inputs_are_standard_normal_and_seeded(random_run):
+    x, _ = random_run.rebuild_data("random")
+    again, _ = random_run.rebuild_data("random")
+    assert torch.equal(x, again)
+    assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
+    assert [s.label for s in random_run.spectra] == [
+        "real/init",
+        "real/trained",
+        "random/init",
+        "random/trained",
+    ]
+
+
+def test_numbers_and_claims_come_from_the_eigenvalues(width_run, random_run):
+    for result in (width_run, random_run):
+        tol = result.config["tol"]
+        window = result.config["outlier_window"] or 4 * result.num_classes
+        for s in result.spectra:
+            top = s.eigenvalues.max()
+            assert s.zero_fraction == np.mean(np.abs(s.eigenvalues) <= tol * top)
+            outliers, _ = find_outliers(
+                s.eigenvalues, tol=tol, window=window, min_gap=result.config["outlier_gap"]
+            )
+            np.testing.assert_array_equal(s.outliers, outliers)
+    study = get_study("small-nets-width")
+    fractions = [s.zero_fraction for s in width_run.spectra]
+    rising = all(b > a for a, b in itertools.pairwise(fractions))
+    claims = study.claims(width_run)
+    assert claims[0].verdict == ("agrees" if rising else claims[0].verdict)
+    if not rising:
+        assert claims[0].verdict in ("partly", "disagrees")
+    counts = [s.num_outliers for s in width_run.spectra]
+    c = width_run.num_classes
+    expected = (
+        "agrees"
+        if all(c - 1 <= n <= c for n in counts)
+        else ("partly" if all(c / 2 <= n <= 2 * c for n in counts) else "disagrees")
+    )
+    assert claims[1].verdict == expected
+    by = {s.label: s for s in random_run.spectra}
+    fewer = by["random/trained"].num_outliers < by["real/trained"].num_outliers
+    random_claims = get_study("small-nets-random-inputs").claims(random_run)
+    assert random_claims[0].verdict == ("agrees" if fewer else "disagrees")
+    for study_name, result in (
+        ("small-nets-width", width_run),
+        ("small-nets-random-inputs", random_run),
+    ):
+        assert get_study(study_name).sections(result)
+        assert set(small_nets_figures(result)) == {"histograms", "log_histograms", "cumulative"}
+
+
+def test_outlier_rule():
+    values = np.array([-0.01, 0.0, 1e-9, 0.1, 0.11, 0.12, 5.0, 6.0])
+    outliers, ratio = find_outliers(values, tol=1e-3, window=4, min_gap=2.0)
+    assert outliers.tolist() == [6.0, 5.0] and ratio == pytest.approx(5.0 / 0.12)
+    smooth = np.array([1.0, 1.2, 1.4, 1.6])
+    assert find_outliers(smooth, tol=1e-3, window=4, min_gap=2.0)[0].size == 0
+
+
+def test_save_and_load_round_trip(width_run, tmp_path):
+    back = SmallNetsResult.load(width_run.save(tmp_path / "r"))
+    np.testing.assert_array_equal(back.spectra[0].eigenvalues, width_run.spectra[0].eigenvalues)
+    assert back.data == width_run.data
+    for a, b in zip(back.spectra[1].state.values(), width_run.spectra[1].state.values()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_too_many_parameters_is_refused_before_training():
+    study = get_study("small-nets-width")
+    config = study.config("laptop", overrides=["widths=10,500", "max_dense_params=6000"])
+    with pytest.raises(InputError, match=r"width 500 .* P = 37,510 .* max_dense_params"):
+        study.run(config)
+
+
+def test_laptop_preset_is_quick():
+    study = get_study("small-nets-width")
+    tick = time.perf_counter()
+    result = study.run(study.config("laptop", overrides=["widths=10", "max_steps=2000"]))
+    assert time.perf_counter() - tick < 30
+    assert result.spectra[0].num_params == 65 * 10 + 11 * 10
