@@ -138,5 +138,5 @@ def test_laptop_preset_is_quick():
     study = get_study("small-nets-width")
     tick = time.perf_counter()
     result = study.run(study.config("laptop", overrides=["widths=10", "max_steps=2000"]))
-    assert time.perf_counter() - tick < 30
+    assert time.perf_counter() - tick < 60  # about 2 s alone; the machine is shared
     assert result.spectra[0].num_params == 65 * 10 + 11 * 10

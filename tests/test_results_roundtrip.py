@@ -52,6 +52,8 @@ NOT_RESULTS = {
     "Callback": "an input: a function called during training (its records land in results)",
     "TrainingDefaults": "a constant: the default training of the bundled digits run",
     "TrueVsEmpiricalStudyConfig": "an input: the study's config (to_dict; config.json)",
+    "SmallNetsWidthConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "SmallNetsRandomConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -331,8 +333,51 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
     }
 
 
+def _small_nets() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper003_width import (
+        SmallNetData,
+        SmallNetSpectrum,
+        SmallNetsResult,
+    )
+
+    data = SmallNetData("digits", {"per_class": 10}, 0, None)
+    spectrum = SmallNetSpectrum(
+        label="k=3",
+        data="real",
+        hidden=(3,),
+        init_seed=0,
+        state={"net.1.weight": np.arange(6.0).reshape(3, 2)},
+        eigenvalues=np.array([-0.1, 0.0, 2.0]),
+        steps=4,
+        loss=0.5,
+        grad_norm=1e-3,
+        stop_reason="grad_tol",
+        accuracy=1.0,
+        zero_fraction=1 / 3,
+        cumulative=np.array([0.0, 1 / 3, 1.0]),
+        outliers=np.array([2.0]),
+        outlier_ratio=math.nan,
+        seconds=0.1,
+    )
+    result = SmallNetsResult(
+        study="small-nets-width",
+        config={"widths": [3], "tol": 1e-3},
+        data={"real": data},
+        num_samples=100,
+        num_classes=10,
+        input_dim=64,
+        spectra=(spectrum,),
+        timings={"total": 1.0},
+    )
+    return {
+        "SmallNetData": lambda: [data, SmallNetData("mnist", {}, 1, "/data")],
+        "SmallNetSpectrum": lambda: [spectrum],
+        "SmallNetsResult": lambda: [result],
+    }
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
-    return {**_spectral(), **_rmt(), **_others()}
+    return {**_spectral(), **_rmt(), **_others(), **_small_nets()}
 
 
 # ---------------------------------------------------------------------- comparison

@@ -104,7 +104,7 @@ class SmallNetData:
     seed: int
     data_dir: str | None = None
 
-    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All of the training split as float64 inputs (flattened) and int64 labels."""
         from curvscope.data import load_dataset
 
@@ -181,7 +181,7 @@ class SmallNetsResult:
     def rebuild_data(self, key: str = "real") -> tuple[torch.Tensor, torch.Tensor]:
         if key not in self.data:
             raise InputError(f"no data {key!r} in this result; it has {', '.join(self.data)}")
-        return self.data[key].load()
+        return self.data[key].tensors()
 
     def rebuild_model(self, index: int) -> nn.Module:
         """The float64 network of ``spectra[index]`` at the weights of its spectrum."""
@@ -333,7 +333,7 @@ def run_small_nets_width(
     """Train one net per width by GD, then its exact Hessian spectrum (``small-nets-width``)."""
     tick = time.perf_counter()
     data = _real_data(config)
-    x, y = data.load()
+    x, y = data.tensors()
     classes = int(y.max()) + 1
     _check_dense(config, x.shape[1], classes, config.widths)
     spectra = []
@@ -371,7 +371,7 @@ def run_small_nets_random(
     """Real vs random inputs, at initialisation and after GD (``small-nets-random-inputs``)."""
     tick = time.perf_counter()
     real = _real_data(config)
-    x, y = real.load()
+    x, y = real.tensors()
     classes = int(y.max()) + 1
     _check_dense(config, x.shape[1], classes, (config.width,))
     random = SmallNetData(
@@ -384,7 +384,7 @@ def run_small_nets_random(
         },
         config.random_seed,
     )
-    sets = {"real": (x, y), "random": random.load()}
+    sets = {"real": (x, y), "random": random.tensors()}
     spectra = []
     for key, (xs, ys) in sets.items():
         for train in (False, True):
