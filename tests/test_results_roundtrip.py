@@ -54,6 +54,7 @@ NOT_RESULTS = {
     "TrueVsEmpiricalStudyConfig": "an input: the study's config (to_dict; config.json)",
     "SmallNetsWidthConfig": "an input: the study's config (to_dict; recorded in its result)",
     "SmallNetsRandomConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "BlobsStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -376,8 +377,35 @@ def _small_nets() -> dict[str, Callable[[], list[Any]]]:
     }
 
 
+def _blobs() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper003_blobs import BlobsResult, BlobsRun, TrajectoryPoint
+
+    run = BlobsRun(
+        width=2,
+        loss="nll",
+        std=0.5,
+        num_params=18,
+        radius=2.1,
+        steps=3,
+        loss_value=0.5,
+        grad_norm=1e-4,
+        stop_reason="grad_tol",
+        eigenvalues=np.array([-1e-9, 0.0, 2.5]),
+        weights={"0.weight": np.ones((2, 2))},
+        data={"name": "blobs", "options": {"num_samples": 10, "std": 0.5}, "seed": 0},
+        hessian=np.eye(3),
+    )
+    point = TrajectoryPoint(20, 0.6, 0.1, np.array([0.0, 1.0]))
+    result = BlobsResult({"zero_tol": 1e-3}, (run,), (point,), None, (run,), {"all": 1.0})
+    return {
+        "BlobsRun": lambda: [run, dataclasses.replace(run, hessian=None)],
+        "TrajectoryPoint": lambda: [point],
+        "BlobsResult": lambda: [result],
+    }
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
-    return {**_spectral(), **_rmt(), **_others(), **_small_nets()}
+    return {**_spectral(), **_rmt(), **_others(), **_small_nets(), **_blobs()}
 
 
 # ---------------------------------------------------------------------- comparison
