@@ -55,6 +55,7 @@ NOT_RESULTS = {
     "SmallNetsWidthConfig": "an input: the study's config (to_dict; recorded in its result)",
     "SmallNetsRandomConfig": "an input: the study's config (to_dict; recorded in its result)",
     "BlobsStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "InterpolationConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -404,8 +405,37 @@ def _blobs() -> dict[str, Callable[[], list[Any]]]:
     }
 
 
+def _interpolation() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper003_interpolation import (
+        InterpolationPair,
+        InterpolationResult,
+    )
+
+    pair = InterpolationPair(
+        name="one start",
+        methods=("gd", "sgd"),
+        init_seeds=(0, 0),
+        shuffle_seeds=(None, 3),
+        steps=np.array([0, 5]),
+        s=np.array([0.0, 0.5, 1.0]),
+        losses=np.array([[0.7, 0.7, 0.7], [0.5, 0.6, 0.4]]),
+        weights_a=np.ones((2, 4)),
+        weights_b=np.zeros((2, 4)),
+    )
+    data = {"name": "blobs", "options": {"num_samples": 10, "std": 0.5}, "seed": 0}
+    result = InterpolationResult({"num_points": 3, "margin": 0.0}, data, 1.5, (pair,), {"all": 1.0})
+    return {"InterpolationPair": lambda: [pair], "InterpolationResult": lambda: [result]}
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
-    return {**_spectral(), **_rmt(), **_others(), **_small_nets(), **_blobs()}
+    return {
+        **_spectral(),
+        **_rmt(),
+        **_others(),
+        **_small_nets(),
+        **_blobs(),
+        **_interpolation(),
+    }
 
 
 # ---------------------------------------------------------------------- comparison
