@@ -56,6 +56,7 @@ NOT_RESULTS = {
     "SmallNetsRandomConfig": "an input: the study's config (to_dict; recorded in its result)",
     "BlobsStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
     "InterpolationConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "FluctuationStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -427,6 +428,25 @@ def _interpolation() -> dict[str, Callable[[], list[Any]]]:
     return {"InterpolationPair": lambda: [pair], "InterpolationResult": lambda: [result]}
 
 
+def _fluctuation() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper003_fluctuation import FluctuationResult
+
+    result = FluctuationResult(
+        config={"cv_agree": 0.1},
+        width=2,
+        num_params=18,
+        radius=2.1,
+        seeds=(0, 1),
+        lambda_max=np.array([0.3, 0.31]),
+        loss_value=np.array([0.1, 0.2]),
+        grad_norm=np.array([1e-3, 2e-3]),
+        weights=np.ones((2, 18)),
+        data={"name": "blobs", "options": {"num_samples": 10, "std": 0.5}, "seed": 0},
+        timings={"training": 1.0, "spectra": 0.5},
+    )
+    return {"FluctuationResult": lambda: [result]}
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
     return {
         **_spectral(),
@@ -435,6 +455,7 @@ def _factories() -> dict[str, Callable[[], list[Any]]]:
         **_small_nets(),
         **_blobs(),
         **_interpolation(),
+        **_fluctuation(),
     }
 
 
