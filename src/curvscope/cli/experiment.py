@@ -176,7 +176,7 @@ def run_command(
         result, _ = run_study_into(study, config, folder.staging, pdf=pdf, progress=not as_json)
         folder.commit(drop=(_STATE,))
     if as_json:
-        click.echo(json_text(study.summary(result)))
+        click.echo(json_text(study.headline(result)))
         return
     for claim in study.claims(result):
         click.echo(f"  [{claim.verdict}] {claim.claim}: paper {claim.paper}; ours {claim.ours}")

@@ -23,10 +23,9 @@ from curvscope.cli._options import (
 )
 from curvscope.cli.spectrum import report_result, run_study, spectrum_options
 from curvscope.cli.train import describe_training, train_into, train_settings
-from curvscope.data import DATASETS, load_dataset
+from curvscope.data import DATASETS
 from curvscope.experiments import TrueVsEmpiricalConfig
-from curvscope.experiments.true_vs_empirical import preflight
-from curvscope.models import ModelSpec
+from curvscope.experiments.paper000 import check_before_training
 from curvscope.training import DIGITS_DEFAULTS, TrainConfig
 
 # The embedded default: MLP 64-32-10 (P = 2410) on digits, trained with ±1-pixel shifts (the
@@ -160,13 +159,7 @@ def run_command(
     with OutputFolder(out, settings=settings, force=force) as folder, torch_threads(threads):
         # Everything that would fail after training is checked before it.
         staged = dataclasses.replace(config, checkpoint=str(folder.path("checkpoint.pt")))
-        train_set = load_dataset(
-            data, "train", data_dir=train_config.data_dir, seed=seed, **train_config.data_options
-        )
-        spec = ModelSpec(
-            model, train_set.input_shape, train_set.num_outputs, train_config.model_options
-        )
-        preflight(staged, spec.build(seed=seed), train_set)
+        check_before_training(train_config, staged)
         trained = train_into(train_config, folder, resume=None)
         if not as_json:
             click.echo(describe_training(trained, model, data))

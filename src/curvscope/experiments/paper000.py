@@ -608,11 +608,6 @@ def claims(r: TrueVsEmpiricalResult) -> tuple[Claim, ...]:
     return tuple(out)
 
 
-def summary(r: TrueVsEmpiricalResult) -> dict[str, Any]:
-    """The headline numbers (``summary.json``)."""
-    return r.summary()
-
-
 register(
     Study(
         name="true-vs-empirical",
@@ -641,7 +636,6 @@ register(
         },
         sections=sections,
         claims=claims,
-        summary=summary,
         result_class=TrueVsEmpiricalResult,
     )
 )

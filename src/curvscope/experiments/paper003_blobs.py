@@ -568,11 +568,6 @@ def claims(r: BlobsResult) -> tuple[Claim, ...]:
     return tuple(out)
 
 
-def summary(r: BlobsResult) -> dict[str, Any]:
-    """The headline numbers (``summary.json``)."""
-    return r.summary()
-
-
 register(
     Study(
         name="small-nets-blobs",
@@ -588,7 +583,6 @@ register(
         },
         sections=sections,
         claims=claims,
-        summary=summary,
         result_class=BlobsResult,
     )
 )

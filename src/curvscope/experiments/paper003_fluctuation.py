@@ -327,11 +327,6 @@ def claims(r: FluctuationResult) -> tuple[Claim, ...]:
     )
 
 
-def summary(r: FluctuationResult) -> dict[str, Any]:
-    """The headline numbers (``summary.json``)."""
-    return r.summary()
-
-
 register(
     Study(
         name="small-nets-init-fluctuation",
@@ -344,7 +339,6 @@ register(
         presets={"laptop": {}, "paper": {"members": 5000}},
         sections=sections,
         claims=claims,
-        summary=summary,
         result_class=FluctuationResult,
     )
 )

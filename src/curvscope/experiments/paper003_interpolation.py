@@ -424,11 +424,6 @@ def claims(r: InterpolationResult) -> tuple[Claim, ...]:
     return tuple(out)
 
 
-def summary(r: InterpolationResult) -> dict[str, Any]:
-    """The headline numbers (``summary.json``)."""
-    return r.summary()
-
-
 register(
     Study(
         name="small-nets-interpolation",
@@ -444,7 +439,6 @@ register(
         },
         sections=sections,
         claims=claims,
-        summary=summary,
         result_class=InterpolationResult,
     )
 )

@@ -113,7 +113,8 @@ class Study:
         presets: preset name -> settings applied to the config's defaults (dotted keys allowed).
         sections: ``result -> sections`` of the report (tables, text, figure references).
         claims: ``result -> claims`` ("paper vs ours" rows).
-        summary: ``result -> dict`` of headline numbers (``summary.json``).
+        summary: ``result -> dict`` of headline numbers (``summary.json``); ``None`` (the
+            default) uses the result's own ``summary()`` method.
     """
 
     name: str
@@ -125,9 +126,13 @@ class Study:
     presets: dict[str, dict[str, Any]]
     sections: Callable[[Any], Sequence[Section]]
     claims: Callable[[Any], Sequence[Claim]]
-    summary: Callable[[Any], dict[str, Any]]
+    summary: Callable[[Any], dict[str, Any]] | None = None
     result_class: type | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def headline(self, result: Any) -> dict[str, Any]:
+        """The headline numbers of ``result`` (what ``summary.json`` holds)."""
+        return self.summary(result) if self.summary is not None else result.summary()
 
     def config(
         self,

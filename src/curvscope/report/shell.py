@@ -183,7 +183,7 @@ def write_study(
     else:
         config_dict = config.to_dict() if hasattr(config, "to_dict") else asdict(config)
     claims = list(study.claims(result))
-    paths["summary"] = write_atomic(out / "summary.json", json_text(study.summary(result)))
+    paths["summary"] = write_atomic(out / "summary.json", json_text(study.headline(result)))
     paths["claims"] = write_atomic(out / "claims.json", json_text([asdict(c) for c in claims]))
     paths["config"] = write_atomic(out / "config.json", json_text(config_dict))
     stem = result.save(out / "result")
