@@ -509,6 +509,7 @@ def _decomposition() -> dict[str, Callable[[], list[Any]]]:
         {"seed": 0},
         (plain, net),
         trained,
+        dataclasses.replace(trained, steps=0, stop_reason="init"),
         (noise,),
         init,
         gap,

@@ -16,16 +16,17 @@ __all__ = ["decomposition_figures"]
 
 
 def _freeness(r: Any) -> Figure:
-    t = r.trained
-    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    bins = np.linspace(min(t.h.min(), t.rotated.min()), max(t.h.max(), t.rotated.max()), 80)
-    ax.hist(t.h, bins=bins, density=True, alpha=0.6, label="H0 + H1")
-    ax.hist(t.rotated, bins=bins, density=True, alpha=0.6, label="H0 + Q H1 Qᵀ")
-    ax.set_yscale("log")
-    ax.set_xlabel("λ")
-    ax.set_title(f"D/D0 = {t.freeness.ratio:.2f}", fontsize=9)
-    ax.legend()
+    fig = Figure(figsize=(10.0, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (name, t) in zip(axes, (("trained", r.trained), ("initialisation", r.initial))):
+        lo, hi = min(t.h.min(), t.rotated.min()), max(t.h.max(), t.rotated.max())
+        bins = np.linspace(lo, hi, 80)
+        ax.hist(t.h, bins=bins, density=True, alpha=0.6, label="H0 + H1")
+        ax.hist(t.rotated, bins=bins, density=True, alpha=0.6, label="H0 + Q H1 Qᵀ")
+        ax.set_yscale("log")
+        ax.set_xlabel("λ")
+        ax.set_title(f"{name}: eps {t.eps:.3g}, D/D0 = {t.freeness.ratio:.2f}", fontsize=9)
+    axes[0].legend()
     return fig
 
 
