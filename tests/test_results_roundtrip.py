@@ -57,6 +57,7 @@ NOT_RESULTS = {
     "BlobsStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
     "InterpolationConfig": "an input: the study's config (to_dict; recorded in its result)",
     "FluctuationStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "DecompositionConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -447,6 +448,84 @@ def _fluctuation() -> dict[str, Callable[[], list[Any]]]:
     return {"FluctuationResult": lambda: [result]}
 
 
+def _decomposition() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper001_decomposition import (
+        DecompData,
+        DecompNetwork,
+        DecompositionResult,
+        GapScan,
+        InitH0,
+        NoiseH1,
+        TrainedPoint,
+    )
+    from curvscope.rmt import FreenessTest
+
+    data = DecompData("digits", 4, 0, np.array([3, 1, 4], dtype=np.int64))
+    net = DecompNetwork(
+        "fig3 phi=0.25", 2, 3, 3, 5, {"net.1.weight": np.ones((2, 3))}, data, 7, 50.0
+    )
+    plain = DecompNetwork("fig2 trained", 2, 3, 3, 0, {"net.1.weight": np.ones((2, 3))}, data)
+    free = FreenessTest(
+        np.array([0.1, 0.2]), np.array([0.01, 0.02]), np.array([0.1]), np.array([0.01]), 2, 12
+    )
+    values = np.array([-0.1, 0.0, 0.5, 2.0])
+    trained = TrainedPoint(
+        0,
+        10,
+        "max_steps",
+        0.5,
+        1e-3,
+        0.03,
+        0.27,
+        values,
+        values,
+        values,
+        values,
+        free,
+        1e-16,
+        1e-17,
+        0.8,
+        0.25,
+        0.0,
+        0.004,
+        0.0,
+        0.05,
+        0.2,
+        0.1,
+        0.12,
+    )
+    noise = NoiseH1(1, 0.25, 50.0, values, 0.02, 0.005)
+    init = InitH0(0, 0.125, values[2:], np.zeros(2), 1.25, 0.4, 0.5, 0.2)
+    gap = GapScan(
+        np.array([0.1, 0.2]),
+        np.array([320, 160]),
+        np.ones((2, 3)),
+        np.zeros((2, 3), np.int64),
+        0.9,
+        np.array([0.01, -0.02]),
+    )
+    result = DecompositionResult(
+        "hessian-decomposition",
+        {"seed": 0},
+        (plain, net),
+        trained,
+        dataclasses.replace(trained, steps=0, stop_reason="init"),
+        (noise,),
+        init,
+        gap,
+        {"total": 1.0},
+    )
+    return {
+        "DecompData": lambda: [data, DecompData("cifar10", 4, 1, np.arange(2), "/data")],
+        "DecompNetwork": lambda: [net, plain],
+        "TrainedPoint": lambda: [trained],
+        "NoiseH1": lambda: [noise],
+        "InitH0": lambda: [init],
+        "GapScan": lambda: [gap],
+        "DecompositionResult": lambda: [result],
+    }
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
     return {
         **_spectral(),
@@ -456,6 +535,7 @@ def _factories() -> dict[str, Callable[[], list[Any]]]:
         **_blobs(),
         **_interpolation(),
         **_fluctuation(),
+        **_decomposition(),
     }
 
 
