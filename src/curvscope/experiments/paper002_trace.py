@@ -484,7 +484,10 @@ def sections(r: TraceDynamicsResult) -> tuple[Section, ...]:
                     "is not a change of loss; the last two columns give L − L* at the projected "
                     "ends. θ₀ sits at the floor of the non-degenerate directions, so the runs "
                     "start out of equilibrium: Theorem 1's rate holds once ⟨θ_i²⟩ has "
-                    "equilibrated (about 1/(ηλ_i) steps).",
+                    "equilibrated (about 1/(ηλ_i) steps). GD projected by GD with its own lr "
+                    "continues its own path, so all points of a GD run project to one point and "
+                    "ΔT_GD = 0 by construction of spec §3.9's Proj; T_SGD − T_GD is then the "
+                    "trace change SGD makes along the level set.",
                     note=True,
                 ),
                 Text(
@@ -495,7 +498,7 @@ def sections(r: TraceDynamicsResult) -> tuple[Section, ...]:
                 ),
                 FigureRef(
                     "trace",
-                    "Hessian trace at the projected points along SGD and GD, per η (mean ± SE over seeds).",
+                    "Change of the Hessian trace since θ₀ at the projected points along SGD and GD, per η (mean ± SE over seeds).",
                 ),
                 FigureRef("rate", "Rate of trace decrease against η (log-log) with the η² line."),
             ),

@@ -1,6 +1,7 @@
-"""Figures of ``noise-trace-dynamics`` (paper 002 thm 1, fig. 3): the Hessian trace at the
-GD-projected points along SGD and GD from one low-loss state, per learning rate, and the rate
-of decrease against the learning rate."""
+"""Figures of ``noise-trace-dynamics`` (paper 002 thm 1, fig. 3): the change of the Hessian
+trace since θ₀ (mean ± SE over seeds; the same probes along a run) at the GD-projected points
+along SGD and GD from one low-loss state, per learning rate, and the rate of decrease against
+the learning rate."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _trace(result: Any) -> Figure:
     for ax, lr in zip(axes, lrs, strict=True):
         for kind, color in (("sgd", "C3"), ("gd", "C0")):
             runs = result.select(kind, lr)
-            mean, se = _mean_se([r.trace for r in runs])
+            mean, se = _mean_se([r.trace - r.trace[0] for r in runs])
             ax.errorbar(
                 runs[0].steps,
                 mean,
@@ -40,7 +41,7 @@ def _trace(result: Any) -> Figure:
             )
         ax.set_title(f"η = {lr:g}", fontsize=9)
         ax.set_xlabel("step")
-    axes[0].set_ylabel("tr H at the projected point (Hutch++)")
+    axes[0].set_ylabel("T − T(θ₀) at the projected point (Hutch++)")
     axes[0].legend(fontsize=8)
     return fig
 
