@@ -58,6 +58,8 @@ NOT_RESULTS = {
     "InterpolationConfig": "an input: the study's config (to_dict; recorded in its result)",
     "FluctuationStudyConfig": "an input: the study's config (to_dict; recorded in its result)",
     "DecompositionConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "TraceDynamicsConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "ValleyPathsConfig": "an input: the study's config (to_dict; recorded in its result)",
 }
 
 
@@ -523,6 +525,84 @@ def _decomposition() -> dict[str, Callable[[], list[Any]]]:
         "InitH0": lambda: [init],
         "GapScan": lambda: [gap],
         "DecompositionResult": lambda: [result],
+def _paper002_paths() -> dict[str, Callable[[], list[Any]]]:
+    import torch
+
+    from curvscope.experiments._paper002 import TracePoint
+    from curvscope.experiments.paper002_trace import TraceDynamicsResult, TraceRun
+    from curvscope.experiments.paper002_valley import ValleyPath, ValleyPathsResult
+    from curvscope.experiments.paper003_width import SmallNetData
+    from curvscope.training import ProjectedPath, Projection
+
+    projection = Projection(torch.ones(3, dtype=torch.float64), 4, 0.7, 0.5, 0.55, True)
+    path = ProjectedPath(
+        steps=np.array([0, 5, 6, 10]),
+        parameters=np.ones((4, 3)),
+        losses=np.array([0.5, 0.51, 0.52, 0.5]),
+        projection_steps=np.array([3, 0, 1, 2]),
+        reached=np.array([True, True, True, False]),
+        segment_max=np.array([0.52, 0.9, 0.53]),
+        breaks=((5, 6),),
+        threshold=0.55,
+        num_points=10,
+    )
+    point = TracePoint(3.0, 0.1, float("nan"))
+    state = {"0.weight": np.ones((2, 3)), "0.bias": np.zeros(2)}
+    data = SmallNetData("digits", {"per_class": 5}, 0, None)
+    run = TraceRun(
+        kind="sgd",
+        lr=0.1,
+        seed=1,
+        steps=np.array([0, 10]),
+        loss=np.array([0.52, 0.51]),
+        projected_loss=np.array([0.5, 0.5]),
+        projection_steps=np.array([2, 7]),
+        trace=np.array([3.0, 2.9]),
+        trace_stderr=np.array([0.1, 0.1]),
+        exact=np.array([3.01, float("nan")]),
+        final_state=state,
+    )
+    trace = TraceDynamicsResult(
+        "noise-trace-dynamics",
+        {"lrs": [0.1]},
+        data,
+        50,
+        10,
+        64,
+        18,
+        0.5,
+        0.52,
+        0.51,
+        state,
+        0.519,
+        0.6,
+        (run,),
+        {"total": 1.0},
+    )
+    valley = ValleyPath(
+        variant="random-labels",
+        train_config={"lr": 0.1},
+        shuffled_indices=np.array([3, 9]),
+        shuffled_labels=np.array([1, 0]),
+        steps_per_epoch=5,
+        epoch_loss=np.array([2.0, 0.6, 0.55]),
+        path=path,
+        test_loss=np.array([1.0, 1.1, 1.0, 0.9]),
+        trace_steps=np.array([0, 10]),
+        trace=(point, TracePoint(2.9, 0.1, 2.95)),
+        seconds=2.0,
+    )
+    valleys = ValleyPathsResult(
+        "noise-valley-paths", {"epochs": 2}, data, 50, 10, 64, 18, 0.5, (valley,), {"total": 3.0}
+    )
+    return {
+        "Projection": lambda: [projection],
+        "ProjectedPath": lambda: [path],
+        "TracePoint": lambda: [point],
+        "TraceRun": lambda: [run],
+        "TraceDynamicsResult": lambda: [trace],
+        "ValleyPath": lambda: [valley],
+        "ValleyPathsResult": lambda: [valleys],
     }
 
 
@@ -536,6 +616,7 @@ def _factories() -> dict[str, Callable[[], list[Any]]]:
         **_interpolation(),
         **_fluctuation(),
         **_decomposition(),
+        **_paper002_paths(),
     }
 
 

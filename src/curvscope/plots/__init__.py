@@ -8,6 +8,8 @@
 
 # Figures of registered studies (each module registers its builder on import).
 from curvscope.plots import paper001_decomposition as _paper001_decomposition  # noqa: F401
+from curvscope.plots import paper002_trace as _paper002_trace  # noqa: F401
+from curvscope.plots import paper002_valley as _paper002_valley  # noqa: F401
 from curvscope.plots import paper003_blobs as _paper003_blobs  # noqa: F401
 from curvscope.plots import paper003_fluctuation as _paper003_fluctuation  # noqa: F401
 from curvscope.plots import paper003_interpolation as _paper003_interpolation  # noqa: F401

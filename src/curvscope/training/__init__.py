@@ -1,5 +1,6 @@
 """curvscope.training: SGD with the paper-000 schedule, full-batch GD and J_g descent,
-callbacks and snapshots, replay of iterates, an ensemble trainer, checkpoints."""
+callbacks and snapshots, replay of iterates, an ensemble trainer, checkpoints, and the GD
+projection / line connectedness / projected paths of paper 002."""
 
 from curvscope.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -22,6 +23,15 @@ from curvscope.training.loop import (
     train,
 )
 from curvscope.training.losses import OneHotMSELoss, one_hot_batches
+from curvscope.training.projection import (
+    ProjectedPath,
+    Projection,
+    line_connected,
+    line_losses,
+    model_loss,
+    project_to_threshold,
+    projected_path,
+)
 from curvscope.training.replay import Iterate, replay
 from curvscope.training.schedules import (
     SCHEDULE_PRESETS,
@@ -46,6 +56,9 @@ __all__ = [
     "Iterate",
     # losses
     "OneHotMSELoss",
+    # projection to the valley floor (paper 002)
+    "ProjectedPath",
+    "Projection",
     "SchedulePreset",
     "TrainConfig",
     "TrainResult",
@@ -55,11 +68,16 @@ __all__ = [
     "flat_parameters",
     "grad_norm_descent",
     "gradient_descent",
+    "line_connected",
+    "line_losses",
     "load_checkpoint",
     "loss_function",
+    "model_loss",
     "momentum_buffer",
     "one_hot_batches",
     "paper000_learning_rate",
+    "project_to_threshold",
+    "projected_path",
     "replay",
     "save_checkpoint",
     "snapshot_path",
