@@ -525,6 +525,9 @@ def _decomposition() -> dict[str, Callable[[], list[Any]]]:
         "InitH0": lambda: [init],
         "GapScan": lambda: [gap],
         "DecompositionResult": lambda: [result],
+    }
+
+
 def _paper002_paths() -> dict[str, Callable[[], list[Any]]]:
     import torch
 
