@@ -79,6 +79,8 @@ __all__ = [
 
 # Registered studies (each module registers itself on import).
 from curvscope.experiments import paper000 as _paper000  # noqa: F401
+from curvscope.experiments import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.experiments import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.experiments import paper003_blobs as _paper003_blobs  # noqa: F401
 from curvscope.experiments import paper003_fluctuation as _paper003_fluctuation  # noqa: F401
 from curvscope.experiments import paper003_interpolation as _paper003_interpolation  # noqa: F401

@@ -7,6 +7,8 @@
 """
 
 # Figures of registered studies (each module registers its builder on import).
+from curvscope.plots import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.plots import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.plots import paper003_blobs as _paper003_blobs  # noqa: F401
 from curvscope.plots import paper003_fluctuation as _paper003_fluctuation  # noqa: F401
 from curvscope.plots import paper003_interpolation as _paper003_interpolation  # noqa: F401
