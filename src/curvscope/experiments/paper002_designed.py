@@ -86,7 +86,8 @@ class DesignedNoiseConfig(StudyConfig):
 
     seed: int = 0
     toy_eta: float = 0.01
-    toy_chains: int = 2000
+    toy_chains: int = 1000
+    toy_burn_in: int = 300
     toy_steps: int = 400
     toy_start: tuple[float, float] = (0.5, -0.5)
     toy_kappa: float = 1.0
@@ -102,6 +103,7 @@ class DesignedNoiseConfig(StudyConfig):
     kappa: float = 0.003
     iso_scale: float = 0.0
     k: int = 10
+    burn_in: int = 50
     steps: int = 500
     refresh: int = 25
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
@@ -134,10 +136,20 @@ class DesignedNoiseConfig(StudyConfig):
                 f"seeds must be at least two distinct noise seeds (standard errors over seeds); "
                 f"got {self.seeds}"
             )
-        if self.steps % self.refresh:
+        if self.steps % self.refresh or self.burn_in % self.refresh:
             raise InputError(
-                f"steps ({self.steps}) must be a multiple of refresh ({self.refresh}) so the "
-                "last step is measured"
+                f"steps ({self.steps}) and burn_in ({self.burn_in}) must be multiples of "
+                f"refresh ({self.refresh}) so the ends of the window are measured"
+            )
+        if self.toy_burn_in % self.toy_record_every or self.toy_steps % self.toy_record_every:
+            raise InputError(
+                f"toy_burn_in ({self.toy_burn_in}) and toy_steps ({self.toy_steps}) must be "
+                f"multiples of toy_record_every ({self.toy_record_every})"
+            )
+        if self.burn_in < 0 or self.toy_burn_in < 0:
+            raise InputError(
+                f"burn-in must be >= 0 steps; got burn_in={self.burn_in}, "
+                f"toy_burn_in={self.toy_burn_in}"
             )
         if not (0 <= self.label_smoothing < 1):
             raise InputError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
@@ -200,12 +212,14 @@ class DesignedToyResult:
     Attributes:
         record_steps: ``(m,)``; trace, trace_se, logdet, logdet_se: ``(3, m)`` means over
             chains ± SE of :math:`T_k` and :math:`\\log\\mathrm{Det}_k` of the full Hessian.
-        d_trace, d_trace_se, d_logdet, d_logdet_se: ``(3,)`` change from step 0 to the end.
+        d_trace, d_trace_se, d_logdet, d_logdet_se: ``(3,)`` change from step ``burn_in``
+            (the noise's stationary spread of θ1, θ2 established) to the end.
         iso_scale: the isotropic variance used.
     """
 
     eta: float
     chains: int
+    burn_in: int
     steps: int
     start: tuple[float, float]
     kappa: float
@@ -233,16 +247,19 @@ def run_designed_toy(config: DesignedNoiseConfig) -> DesignedToyResult:
     for j, arm in enumerate(ARMS):
         steps_rec, vals, _ = simulate_subspace_noise(
             model, theta0, chain_generators(config.seed, 400 + j, R), eta=config.toy_eta,
-            arm=arm, kappa=config.toy_kappa, iso_scale=iso, k=k, steps=config.toy_steps,
+            arm=arm, kappa=config.toy_kappa, iso_scale=iso, k=k,
+            steps=config.toy_burn_in + config.toy_steps,
             record_every=config.toy_record_every,
         )  # fmt: skip
         traces.append(vals.sum(2))
         logdets.append(np.log(vals).sum(2))
     tr, ld = np.array(traces), np.array(logdets)  # (3, m, R)
-    dtr, dld = tr[:, -1] - tr[:, 0], ld[:, -1] - ld[:, 0]
+    b = config.toy_burn_in // config.toy_record_every
+    dtr, dld = tr[:, -1] - tr[:, b], ld[:, -1] - ld[:, b]
     return DesignedToyResult(
         eta=config.toy_eta,
         chains=R,
+        burn_in=config.toy_burn_in,
         steps=config.toy_steps,
         start=tuple(config.toy_start),
         kappa=config.toy_kappa,
@@ -274,7 +291,8 @@ class DesignedNetResult:
             ``init_seed``, float64) and its loss.
         start: flat start weights after pre-training (``named_parameters`` order);
             pretrain_loss, pretrain_grad_norm: the loss and ‖∇L‖ there.
-        record_steps: ``(m,)`` steps of the measurements (every ``refresh``).
+        record_steps: ``(m,)`` steps of the measurements (every ``refresh``); changes are
+            taken from step ``burn_in`` to the end.
         gd_eigs: ``(m, k)`` top-k eigenvalues (descending) of the GD arm; gd_weights ``(m, P)``.
         noisy_eigs: ``(2, S, m, k)``; noisy_weights ``(2, S, m, P)``; loss: ``(3, S, m)``
             training loss (GD repeated over S).
@@ -295,6 +313,7 @@ class DesignedNetResult:
     iso_scale: float
     k: int
     refresh: int
+    burn_in: int
     start: np.ndarray
     pretrain_loss: float
     pretrain_grad_norm: float
@@ -387,7 +406,8 @@ def _noisy_run(
     params = list(net.parameters())
     eigs, weights, losses, worst = [], [], [], 0.0
     vecs, scales = None, None
-    for t in range(config.steps + 1):
+    total = config.burn_in + config.steps
+    for t in range(total + 1):
         if t % config.refresh == 0:
             vals, u, rel = _top_k(net, loss_fn, x, y, config.k, seed=seed + t)
             worst = max(worst, rel)
@@ -398,7 +418,7 @@ def _noisy_run(
             vecs = torch.from_numpy(u)
             c = config.kappa * np.clip(vals, 0, None) if arm == "sgd-like" else np.full_like(vals, iso)
             scales = torch.from_numpy(np.sqrt(c))
-        if t == config.steps:
+        if t == total:
             break
         loss = loss_fn(net(x), y)
         grads = torch.autograd.grad(loss, params)
@@ -485,10 +505,11 @@ def run_designed_net(config: DesignedNoiseConfig, *, progress: bool = False) -> 
         iso_scale=iso,
         k=config.k,
         refresh=config.refresh,
+        burn_in=config.burn_in,
         start=start.numpy(),
         pretrain_loss=float(gd.loss),
         pretrain_grad_norm=grad_norm,
-        record_steps=np.arange(0, config.steps + 1, config.refresh),
+        record_steps=np.arange(0, config.burn_in + config.steps + 1, config.refresh),
         gd_eigs=gd_eigs,
         gd_weights=gd_w,
         noisy_eigs=np.array(noisy_e),
@@ -508,11 +529,12 @@ class ArmChange:
 
 
 def net_changes(r: DesignedNetResult) -> tuple[ArmChange, ArmChange]:
-    """(ΔT_k, Δlog Det_k) per arm over the whole run; SE over noise seeds."""
-    gd_t = r.gd_eigs[-1].sum() - r.gd_eigs[0].sum()
-    gd_d = np.log(r.gd_eigs[-1]).sum() - np.log(r.gd_eigs[0]).sum()
-    t = r.noisy_eigs[:, :, -1].sum(-1) - r.noisy_eigs[:, :, 0].sum(-1)  # (2, S)
-    d = np.log(r.noisy_eigs[:, :, -1]).sum(-1) - np.log(r.noisy_eigs[:, :, 0]).sum(-1)
+    """(ΔT_k, Δlog Det_k) per arm from step ``burn_in`` to the end; SE over noise seeds."""
+    b = r.burn_in // r.refresh
+    gd_t = r.gd_eigs[-1].sum() - r.gd_eigs[b].sum()
+    gd_d = np.log(r.gd_eigs[-1]).sum() - np.log(r.gd_eigs[b]).sum()
+    t = r.noisy_eigs[:, :, -1].sum(-1) - r.noisy_eigs[:, :, b].sum(-1)  # (2, S)
+    d = np.log(r.noisy_eigs[:, :, -1]).sum(-1) - np.log(r.noisy_eigs[:, :, b]).sum(-1)
     return (
         ArmChange(np.r_[gd_t, t.mean(1)], np.r_[0.0, stderr(t, axis=1)]),
         ArmChange(np.r_[gd_d, d.mean(1)], np.r_[0.0, stderr(d, axis=1)]),
@@ -592,16 +614,18 @@ def sections(r: DesignedNoiseResult) -> tuple[Section, ...]:
     toy_table = Table(
         ("arm", "ΔT_k ± SE", "Δlog Det_k ± SE"),
         rows(tt, td),
-        caption=f"Toy (b): {t.chains} chains per arm, {t.steps} steps of η = {t.eta:g} from "
-        f"the minimum at (θ3, θ4) = {t.start}; κ = {t.kappa:g}, isotropic c = {t.iso_scale:.4g} "
-        "(matched trace of C at the start); k = 2, U from the exact Hessian each step",
+        caption=f"Toy (b): {t.chains} chains per arm from the minimum at (θ3, θ4) = "
+        f"{t.start}, η = {t.eta:g}; changes over {t.steps} steps after a burn-in of "
+        f"{t.burn_in}; κ = {t.kappa:g}, isotropic c = {t.iso_scale:.4g} (matched trace of C "
+        "at the start); k = 2, U from the exact Hessian each step",
         left=1,
     )
     net_table = Table(
         ("arm", "ΔT_k ± SE", "Δlog Det_k ± SE"),
         rows(nt, nd),
         caption=f"Digits MLP (P = {n.num_params}): {len(n.seeds)} noise seeds per noisy arm, "
-        f"{int(n.record_steps[-1])} steps of η = {n.eta:g}; k = {n.k}, κ = {n.kappa:g}, "
+        f"changes over {int(n.record_steps[-1]) - n.burn_in} steps of η = {n.eta:g} after a "
+        f"burn-in of {n.burn_in}; k = {n.k}, κ = {n.kappa:g}, "
         f"isotropic c = {n.iso_scale:.4g}; GD is one deterministic run (SE 0)",
         left=1,
     )

@@ -15,7 +15,9 @@ __all__ = ["designed_figures"]
 _COLORS = {"gd": "k", "sgd-like": "C3", "isotropic": "C0"}
 
 
-def _panels(title: str, steps: np.ndarray, series: dict[str, tuple[Any, Any, Any, Any]]) -> Figure:
+def _panels(
+    title: str, steps: np.ndarray, series: dict[str, tuple[Any, Any, Any, Any]], burn_in: int
+) -> Figure:
     """series: arm -> (trace, trace_se, logdet, logdet_se), each (m,)."""
     fig = Figure(figsize=(8.0, 3.4), layout="constrained")
     for k, name in enumerate(("T_k", "log Det_k")):
@@ -26,6 +28,7 @@ def _panels(title: str, steps: np.ndarray, series: dict[str, tuple[Any, Any, Any
             ax.plot(steps, change, color=_COLORS[arm], label=arm)
             ax.fill_between(steps, change - se, change + se, color=_COLORS[arm], alpha=0.2)
         ax.axhline(0, color="0.5", lw=0.5)
+        ax.axvline(burn_in, color="0.5", lw=0.8, ls=":")  # changes are measured from here
         ax.set_xlabel("step")
         ax.set_ylabel(f"change of {name}")
         ax.legend(fontsize=8)
@@ -39,7 +42,7 @@ def _toy(result: Any) -> Figure:
         arm: (t.trace[j], t.trace_se[j], t.logdet[j], t.logdet_se[j])
         for j, arm in enumerate(("gd", "sgd-like", "isotropic"))
     }
-    return _panels(f"toy (b), {t.chains} chains per arm", np.asarray(t.record_steps), series)
+    return _panels(f"toy (b), {t.chains} chains per arm", np.asarray(t.record_steps), series, t.burn_in)
 
 
 def _net(result: Any) -> Figure:
@@ -59,7 +62,7 @@ def _net(result: Any) -> Figure:
             ld.mean(0) + d0,
             ld.std(0, ddof=1) / np.sqrt(s),
         )
-    return _panels(f"digits MLP, P = {n.num_params}, {s} seeds", np.asarray(n.record_steps), series)
+    return _panels(f"digits MLP, P = {n.num_params}, {s} seeds", np.asarray(n.record_steps), series, n.burn_in)
 
 
 @register_figures("noise-designed")
