@@ -606,24 +606,31 @@ def sections(r: ToyModelsResult) -> tuple[Section, ...]:
                     "order by the factor ≈ 1/(1 − ηλ/2).",
                     note=True,
                 ),
-                FigureRef("trace_rate", "ΔT/(η²K) against η: measured ± SE, eta-exact and "
-                          "leading-order predictions."),  # fmt: skip
+                FigureRef(
+                    "trace_rate",
+                    "ΔT/(η²K) against η: measured ± SE, eta-exact and leading-order predictions.",
+                ),
             ),
         ),
         Section(
             "(b) Designed noise: trace vs determinant (Theorem 2, Corollary 2.1)",
             (
                 sign_table,
-                FigureRef("signs", "Mean T and log Det along the run (± SE bands) under "
-                          "SGD-like and isotropic noise (paper fig. 2c-d)."),  # fmt: skip
+                FigureRef(
+                    "signs",
+                    "Mean T and log Det along the run (± SE bands) under "
+                    "SGD-like and isotropic noise (paper fig. 2c-d).",
+                ),
             ),
         ),
         Section(
             "(c) Entropic equilibrium of θ2 (App. A.6)",
             (
                 theta_table,
-                FigureRef("theta2", "Mean θ2 over chains (± SE) with noise, and noise-free GD "
-                          "(paper fig. 7)."),  # fmt: skip
+                FigureRef(
+                    "theta2",
+                    "Mean θ2 over chains (± SE) with noise, and noise-free GD (paper fig. 7).",
+                ),
             ),
         ),
         Section("Timings", (Text(f"{timing}. curvscope {r.version}.", note=True),)),

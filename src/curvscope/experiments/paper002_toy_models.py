@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from curvscope.errors import InputError
+from curvscope.persistence import savable
 
 __all__ = [
     "NOISE_KINDS",
@@ -108,7 +109,7 @@ def _a_grad_lam(t: Array) -> Array:
 
 # ---------------------------------------------------------------------- model (b)
 def _b_loss(t: torch.Tensor) -> torch.Tensor:
-    return (4 - 2 * torch.exp(-t[2] ** 2 - t[3] ** 2)) * t[0] ** 2 + torch.exp(
+    return (4 - 2 * torch.exp(-(t[2] ** 2) - t[3] ** 2)) * t[0] ** 2 + torch.exp(
         -((t[2] - t[3]) ** 2)
     ) * t[1] ** 2
 
@@ -230,6 +231,7 @@ def predicted_drift(
 
 
 # ---------------------------------------------------------------------- simulation
+@savable
 @dataclass(frozen=True)
 class ChainRun:
     """What :func:`simulate_chains` returns.

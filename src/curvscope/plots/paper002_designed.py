@@ -42,7 +42,9 @@ def _toy(result: Any) -> Figure:
         arm: (t.trace[j], t.trace_se[j], t.logdet[j], t.logdet_se[j])
         for j, arm in enumerate(("gd", "sgd-like", "isotropic"))
     }
-    return _panels(f"toy (b), {t.chains} chains per arm", np.asarray(t.record_steps), series, t.burn_in)
+    return _panels(
+        f"toy (b), {t.chains} chains per arm", np.asarray(t.record_steps), series, t.burn_in
+    )
 
 
 def _net(result: Any) -> Figure:
@@ -62,7 +64,9 @@ def _net(result: Any) -> Figure:
             ld.mean(0) + d0,
             ld.std(0, ddof=1) / np.sqrt(s),
         )
-    return _panels(f"digits MLP, P = {n.num_params}, {s} seeds", np.asarray(n.record_steps), series, n.burn_in)
+    return _panels(
+        f"digits MLP, P = {n.num_params}, {s} seeds", np.asarray(n.record_steps), series, n.burn_in
+    )
 
 
 @register_figures("noise-designed")
