@@ -23,6 +23,7 @@ from curvscope.experiments.paper002_designed import (
     DesignedNoiseConfig,
     DesignedNoiseResult,
     net_changes,
+    net_seed_changes,
     run_designed_net,
     simulate_subspace_noise,
 )
@@ -145,9 +146,10 @@ def test_numbers_and_verdicts_come_from_the_result(tiny):
     for claim, (change, j) in zip(claims[3:5], ((dt, 1), (dd, 2))):
         diff = change.mean[j] - change.mean[0]
         assert claim.verdict == verdict(diff, math.hypot(change.se[j], change.se[0]))
+    seed_t, seed_d = net_seed_changes(n)  # paired by seed
     pair = (
-        verdict(dt.mean[1] - dt.mean[2], math.hypot(dt.se[1], dt.se[2])),
-        verdict(dd.mean[2] - dd.mean[1], math.hypot(dd.se[1], dd.se[2])),
+        verdict(dt.mean[1] - dt.mean[2], (seed_t[0] - seed_t[1]).std(ddof=1) / math.sqrt(2)),
+        verdict(dd.mean[2] - dd.mean[1], (seed_d[1] - seed_d[0]).std(ddof=1) / math.sqrt(2)),
     )
     want = (
         "agrees"
