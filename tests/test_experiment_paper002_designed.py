@@ -45,10 +45,25 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as ``curvscope experiment run`` uses: these nets are tiny, and on a
+    shared machine intra-op threads only wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> DesignedNoiseResult:
-    study = get_study("noise-designed")
-    return study.run(study.config("laptop", overrides=TINY))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        study = get_study("noise-designed")
+        return study.run(study.config("laptop", overrides=TINY))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _dense(result: DesignedNetResult, arm: str, seed_index: int, point: int) -> np.ndarray:

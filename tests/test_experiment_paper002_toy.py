@@ -49,6 +49,15 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as ``curvscope experiment run`` uses (4x4 autodiff Hessians are tiny)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _points(model_name: str, count: int = 5) -> np.ndarray:
     rng = np.random.default_rng(3)
     dim = TOY_MODELS[model_name].dim
