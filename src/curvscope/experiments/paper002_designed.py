@@ -517,8 +517,6 @@ def run_designed_net(config: DesignedNoiseConfig, *, progress: bool = False) -> 
         noisy_e.append(e_arm)
         noisy_w.append(w_arm)
         losses.append(l_arm)
-    with torch.no_grad():
-        grad_norm = float(gd.grad_norm)
     return DesignedNetResult(
         data=data,
         input_dim=int(x.shape[1]),
@@ -536,7 +534,7 @@ def run_designed_net(config: DesignedNoiseConfig, *, progress: bool = False) -> 
         burn_in=config.burn_in,
         start=start.numpy(),
         pretrain_loss=float(gd.loss),
-        pretrain_grad_norm=grad_norm,
+        pretrain_grad_norm=float(gd.grad_norm),
         record_steps=np.arange(0, config.burn_in + config.steps + 1, config.refresh),
         gd_eigs=gd_eigs,
         gd_weights=gd_w,
