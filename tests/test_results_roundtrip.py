@@ -60,6 +60,10 @@ NOT_RESULTS = {
     "DecompositionConfig": "an input: the study's config (to_dict; recorded in its result)",
     "TraceDynamicsConfig": "an input: the study's config (to_dict; recorded in its result)",
     "ValleyPathsConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "ToyModelsConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "DesignedNoiseConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "ToyModel": "a model definition (loss, gradient and Hessian functions), not an outcome",
+    "ArmChange": "derived from a DesignedNetResult by net_changes, never stored",
 }
 
 
@@ -609,6 +613,66 @@ def _paper002_paths() -> dict[str, Callable[[], list[Any]]]:
     }
 
 
+def _paper002_toy() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper002_toy import (
+        DesignedSigns,
+        Theta2Equilibrium,
+        ToyModelsResult,
+        TraceRate,
+    )
+    from curvscope.experiments.paper002_toy_models import ChainRun
+
+    two = np.array([0.1, -0.2])
+    rate = TraceRate(
+        np.array([0.01, 0.02, 0.04]), 10, 5, 5, two, two, two, two, -13.0, 52.0,
+        np.ones((3, 2)), np.zeros(3), np.array([0, 5]), np.ones((3, 2)),
+    )  # fmt: skip
+    signs = DesignedSigns(
+        0.01, 10, 5, (0.5, -0.5), 1.0, two, two, two, two, two, two, np.array([0, 5]),
+        np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)),
+    )  # fmt: skip
+    theta2 = Theta2Equilibrium(
+        0.01, 1e-4, 4, 10, 10, -0.02, 1e-4, -0.02, 0.005, 0.005, np.array([0, 10]), two, two,
+        two, -1e-6,
+    )  # fmt: skip
+    result = ToyModelsResult({"sigmas": 3.0}, rate, signs, theta2, {"a": 1.0})
+    run = ChainRun(np.ones((2, 4)), np.array([0, 3]), np.ones((2, 2, 1)), np.zeros((2, 0)))
+    return {
+        "TraceRate": lambda: [rate],
+        "DesignedSigns": lambda: [signs],
+        "Theta2Equilibrium": lambda: [theta2],
+        "ToyModelsResult": lambda: [result],
+        "ChainRun": lambda: [run],
+    }
+
+
+def _paper002_designed() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper002_designed import (
+        DesignedNetResult,
+        DesignedNoiseResult,
+        DesignedToyResult,
+    )
+    from curvscope.experiments.paper003_width import SmallNetData
+
+    three = np.array([0.0, -0.1, 0.2])
+    toy = DesignedToyResult(
+        0.01, 10, 5, 5, (0.5, -0.5), 1.0, 3.1, np.array([0, 5, 10]), np.ones((3, 3)),
+        np.ones((3, 3)), np.ones((3, 3)), np.ones((3, 3)), three, three, three, three,
+    )  # fmt: skip
+    net = DesignedNetResult(
+        SmallNetData("digits", {"per_class": 3}, 0), 64, 10, (2,), "tanh", 0, 0.1, (0, 1),
+        1.0, 0.003, 0.001, 3, 2, 2, np.ones(160), 0.5, 1e-3, np.array([0, 2]),
+        np.ones((2, 3)), np.ones((2, 160)), np.ones((2, 2, 2, 3)), np.ones((2, 2, 2, 160)),
+        np.ones((3, 2, 2)), 1e-12,
+    )  # fmt: skip
+    result = DesignedNoiseResult({"sigmas": 3.0}, toy, net, {"toy": 1.0})
+    return {
+        "DesignedToyResult": lambda: [toy],
+        "DesignedNetResult": lambda: [net],
+        "DesignedNoiseResult": lambda: [result],
+    }
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
     return {
         **_spectral(),
@@ -620,6 +684,8 @@ def _factories() -> dict[str, Callable[[], list[Any]]]:
         **_fluctuation(),
         **_decomposition(),
         **_paper002_paths(),
+        **_paper002_toy(),
+        **_paper002_designed(),
     }
 
 

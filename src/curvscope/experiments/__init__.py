@@ -80,6 +80,8 @@ __all__ = [
 # Registered studies (each module registers itself on import).
 from curvscope.experiments import paper000 as _paper000  # noqa: F401
 from curvscope.experiments import paper001_decomposition as _paper001_decomposition  # noqa: F401
+from curvscope.experiments import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.experiments import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.experiments import paper002_trace as _paper002_trace  # noqa: F401
 from curvscope.experiments import paper002_valley as _paper002_valley  # noqa: F401
 from curvscope.experiments import paper003_blobs as _paper003_blobs  # noqa: F401

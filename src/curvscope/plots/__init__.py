@@ -8,6 +8,8 @@
 
 # Figures of registered studies (each module registers its builder on import).
 from curvscope.plots import paper001_decomposition as _paper001_decomposition  # noqa: F401
+from curvscope.plots import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.plots import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.plots import paper002_trace as _paper002_trace  # noqa: F401
 from curvscope.plots import paper002_valley as _paper002_valley  # noqa: F401
 from curvscope.plots import paper003_blobs as _paper003_blobs  # noqa: F401
