@@ -79,6 +79,9 @@ __all__ = [
 
 # Registered studies (each module registers itself on import).
 from curvscope.experiments import paper000 as _paper000  # noqa: F401
+from curvscope.experiments import paper002_alignment as _paper002_alignment  # noqa: F401
+from curvscope.experiments import paper002_fdr as _paper002_fdr  # noqa: F401
+from curvscope.experiments import paper002_negative as _paper002_negative  # noqa: F401
 from curvscope.experiments import paper003_blobs as _paper003_blobs  # noqa: F401
 from curvscope.experiments import paper003_fluctuation as _paper003_fluctuation  # noqa: F401
 from curvscope.experiments import paper003_interpolation as _paper003_interpolation  # noqa: F401

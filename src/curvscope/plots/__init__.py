@@ -7,6 +7,9 @@
 """
 
 # Figures of registered studies (each module registers its builder on import).
+from curvscope.plots import paper002_alignment as _paper002_alignment  # noqa: F401
+from curvscope.plots import paper002_fdr as _paper002_fdr  # noqa: F401
+from curvscope.plots import paper002_negative as _paper002_negative  # noqa: F401
 from curvscope.plots import paper003_blobs as _paper003_blobs  # noqa: F401
 from curvscope.plots import paper003_fluctuation as _paper003_fluctuation  # noqa: F401
 from curvscope.plots import paper003_interpolation as _paper003_interpolation  # noqa: F401
