@@ -181,7 +181,7 @@ def smoothed_ce_minimum(label_smoothing: float, classes: int) -> float:
 
     Example:
         >>> round(smoothed_ce_minimum(0.1, 10), 6)
-        0.500249
+        0.500288
     """
     eps, c = float(label_smoothing), int(classes)
     top = 1.0 - eps + eps / c

@@ -16,8 +16,8 @@ __all__ = ["negative_figures"]
 @register_figures("noise-negative-eigenvalues")
 def negative_figures(result: Any) -> dict[str, Figure]:
     """Scatter of (L − L*, Σ negative λ), marker by S, colour by η; the GD minimum; the line."""
-    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(10.0, 4.2), layout="constrained")
+    ax, zoom = fig.subplots(1, 2)
     lrs = sorted({p.lr for p in result.points})
     sizes = sorted({p.batch_size for p in result.points})
     markers = "osD^v<>ph*"
@@ -47,4 +47,13 @@ def negative_figures(result: Any) -> dict[str, Figure]:
     ax.set_xlabel("L − L*")
     ax.set_ylabel("sum of negative eigenvalues")
     ax.legend(fontsize=6, ncol=2)
+    ax.set_title("with the fitted line to the origin", fontsize=9)
+    for i, lr in enumerate(lrs):
+        pts = [p for p in result.points if p.lr == lr]
+        zoom.scatter([p.excess for p in pts], [p.negative_sum for p in pts], color=f"C{i}", s=14)
+    zoom.scatter([m.excess], [m.negative_sum], color="k", marker="*", s=60)
+    xs = np.array([min(p.excess for p in result.points), max(p.excess for p in result.points)])
+    zoom.plot(xs, f.slope * xs + f.intercept, "r-")
+    zoom.set_xlabel("L − L*")
+    zoom.set_title("the snapshots (zoom)", fontsize=9)
     return {"negative": fig}
