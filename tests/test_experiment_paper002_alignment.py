@@ -182,3 +182,27 @@ def test_cli_writes_the_report(tmp_path: Path):
         "partly",
         "disagrees",
     }
+
+
+def test_paper_preset_runs_on_a_cifar_folder(tmp_path: Path):
+    from _fake_cifar import write_fake_cifar
+
+    write_fake_cifar(tmp_path, per_file=6)
+    study = get_study("noise-alignment")
+    config = study.config(
+        "paper",
+        overrides=[
+            f"data_dir={tmp_path}",
+            "hidden=2",
+            "epochs=1",
+            "measure_epochs=1",
+            "batch_size=10",
+            "num_probes=2",
+        ],
+    )
+    result = study.run(config)
+    assert result.input_dim == 49 and result.data.options["grayscale"] is True
+    assert result.num_samples == 30 and result.num_params == 50 * 2 + 3 * result.classes
+    assert all(0 < r.points[0].exact.cs <= 1 for r in result.runs)
+    x, _ = result.rebuild_data()
+    assert x.shape == (30, 1, 7, 7)

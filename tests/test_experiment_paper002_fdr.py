@@ -131,3 +131,18 @@ def test_cli_writes_the_report(tmp_path: Path):
     assert res.exit_code == 0, res.output
     html = (out / "report.html").read_text()
     assert "top-1" in html and "data:image/png;base64" in html
+
+
+def test_paper_preset_runs_on_a_cifar_folder(tmp_path: Path):
+    from _fake_cifar import write_fake_cifar
+
+    write_fake_cifar(tmp_path, per_file=6)
+    study = get_study("noise-fdr")
+    config = study.config(
+        "paper",
+        overrides=[f"data_dir={tmp_path}", "channels=2,1", "epochs=1", "batch_size=5", "blocks=2"],
+    )
+    assert "per_class" not in config.data_options
+    result = study.run(config)
+    assert result.input_shape == (3, 32, 32) and result.num_samples == 30
+    assert result.window_bounds.tolist() == [0, 6]

@@ -21,7 +21,7 @@ these are rough). |O_L/O_R − 1| < 1e-2 is Yaida's stationarity criterion.
 The network is the paper's small CNN: three 3×3 convolutions (``channels`` then one output
 channel per class; paper 15, 20, 10), ReLU and 2×2 max-pooling after the first two, global
 average pooling of the last (the paper gives only the kernel size and channels; the pooling is
-this study's assumption). Presets: ``laptop`` = 8×8 digits (P = 4680); ``paper`` = CIFAR-10 from
+this study's assumption). Presets: ``laptop`` = 8×8 digits, 50 per class (P = 4680); ``paper`` = CIFAR-10 from
 ``data_dir`` (P = 4950), 50 epochs.
 
 Example:
@@ -74,7 +74,7 @@ class FDRConfig(StudyConfig):
 
     seed: int = 0
     data: str = "digits"
-    data_options: dict[str, Any] = field(default_factory=lambda: {"per_class": 50})
+    data_options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     channels: tuple[int, ...] = (15, 20)
     label_smoothing: float = 0.0
@@ -456,7 +456,7 @@ register(
         "parameter space and along the top Hessian eigenvector (timescale separation)",
         config_class=FDRConfig,
         run=run_fdr,
-        presets={"laptop": {}, "paper": dict(_PAPER)},
+        presets={"laptop": {"data_options": {"per_class": 50}}, "paper": dict(_PAPER)},
         sections=sections,
         claims=claims,
         result_class=FDRResult,
