@@ -64,6 +64,10 @@ NOT_RESULTS = {
     "DesignedNoiseConfig": "an input: the study's config (to_dict; recorded in its result)",
     "ToyModel": "a model definition (loss, gradient and Hessian functions), not an outcome",
     "ArmChange": "derived from a DesignedNetResult by net_changes, never stored",
+    "AlignmentConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "NegativeConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "FDRConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "LossPair": "live loss modules of a paper-002 study, rebuilt from the recorded config",
 }
 
 
@@ -673,8 +677,73 @@ def _paper002_designed() -> dict[str, Callable[[], list[Any]]]:
     }
 
 
+def _paper002() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper002_alignment import (
+        AlignmentEstimate,
+        AlignmentPoint,
+        AlignmentResult,
+        AlignmentRun,
+        AlignmentValues,
+    )
+    from curvscope.experiments.paper002_fdr import FDRResult
+    from curvscope.experiments.paper002_negative import LineFit, NegativePoint, NegativeResult
+    from curvscope.experiments.paper002_smallnet import NetData
+
+    data = NetData("digits", {"per_class": 2, "size": 7}, 0, None, np.arange(20))
+    values = AlignmentValues(0.9, 0.01, 1.0, 2.0, 3.0, 4.0, 5.0)
+    estimate = AlignmentEstimate(*([0.5, 0.1] * 7), num_probes=8, seed=1)
+    state = {"1.weight": np.ones((2, 3))}
+    point = AlignmentPoint(2, 10, 0.3, 0.9, values, estimate, state, 1.5)
+    bare = AlignmentPoint(0, 0, 2.3, 0.1, None, estimate, state, 0.5)
+    run = AlignmentRun("mse", 0.1, 0.0, 0.01, (point, bare))
+    alignment = AlignmentResult({"hidden": 3}, data, 49, 10, 20, 190, (run,), {"total": 1.0})
+    fit = LineFit(-2.0, 0.1, 1e-5, math.nan, 0.9, 4)
+    neg = NegativePoint(0.1, 5, 100, 0.51, 0.01, -1e-3, 7, -1e-4, 3.0, 9.0, state)
+    negative = NegativeResult(
+        {"hidden": 3}, data, 64, 10, 20, 205, 0.5, neg, 300, 1e-4, (neg, neg), fit, fit, {}
+    )
+    fdr = FDRResult(
+        config={"channels": [2, 1]},
+        data=data,
+        input_shape=(1, 8, 8),
+        classes=10,
+        num_samples=20,
+        num_params=139,
+        prefactor=0.0475,
+        window_states=(state, state),
+        top_values=np.array([1.0, 2.0]),
+        top_vectors=np.ones((2, 139)),
+        window_bounds=np.array([0, 2, 4]),
+        left_full=np.arange(4.0),
+        right_full=np.arange(4.0),
+        left_top=np.arange(4.0),
+        right_top=np.arange(4.0),
+        batch_loss=np.arange(4.0),
+        epoch_loss=np.array([2.3, 2.2]),
+        epoch_accuracy=np.array([0.1, 0.2]),
+        ratio_full=np.array([1.1, 0.9]),
+        ratio_full_stderr=np.array([0.1, math.nan]),
+        ratio_top=np.array([1.0, 1.01]),
+        ratio_top_stderr=np.array([0.01, 0.02]),
+        timings={"total": 3.0},
+    )
+    return {
+        "NetData": lambda: [data],
+        "AlignmentValues": lambda: [values],
+        "AlignmentEstimate": lambda: [estimate],
+        "AlignmentPoint": lambda: [point, bare],
+        "AlignmentRun": lambda: [run],
+        "AlignmentResult": lambda: [alignment],
+        "LineFit": lambda: [fit],
+        "NegativePoint": lambda: [neg],
+        "NegativeResult": lambda: [negative],
+        "FDRResult": lambda: [fdr],
+    }
+
+
 def _factories() -> dict[str, Callable[[], list[Any]]]:
     return {
+        **_paper002(),
         **_spectral(),
         **_rmt(),
         **_others(),

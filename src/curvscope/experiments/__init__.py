@@ -80,7 +80,10 @@ __all__ = [
 # Registered studies (each module registers itself on import).
 from curvscope.experiments import paper000 as _paper000  # noqa: F401
 from curvscope.experiments import paper001_decomposition as _paper001_decomposition  # noqa: F401
+from curvscope.experiments import paper002_alignment as _paper002_alignment  # noqa: F401
 from curvscope.experiments import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.experiments import paper002_fdr as _paper002_fdr  # noqa: F401
+from curvscope.experiments import paper002_negative as _paper002_negative  # noqa: F401
 from curvscope.experiments import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.experiments import paper002_trace as _paper002_trace  # noqa: F401
 from curvscope.experiments import paper002_valley as _paper002_valley  # noqa: F401

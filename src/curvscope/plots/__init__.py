@@ -8,7 +8,10 @@
 
 # Figures of registered studies (each module registers its builder on import).
 from curvscope.plots import paper001_decomposition as _paper001_decomposition  # noqa: F401
+from curvscope.plots import paper002_alignment as _paper002_alignment  # noqa: F401
 from curvscope.plots import paper002_designed as _paper002_designed  # noqa: F401
+from curvscope.plots import paper002_fdr as _paper002_fdr  # noqa: F401
+from curvscope.plots import paper002_negative as _paper002_negative  # noqa: F401
 from curvscope.plots import paper002_toy as _paper002_toy  # noqa: F401
 from curvscope.plots import paper002_trace as _paper002_trace  # noqa: F401
 from curvscope.plots import paper002_valley as _paper002_valley  # noqa: F401
