@@ -7,6 +7,7 @@
 """
 
 # Figures of registered studies (each module registers its builder on import).
+from curvscope.plots import paper001_critical as _paper001_critical  # noqa: F401
 from curvscope.plots import paper001_decomposition as _paper001_decomposition  # noqa: F401
 from curvscope.plots import paper002_trace as _paper002_trace  # noqa: F401
 from curvscope.plots import paper002_valley as _paper002_valley  # noqa: F401
