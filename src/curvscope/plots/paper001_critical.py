@@ -38,11 +38,18 @@ def _scatter(result: Any, *, small: bool) -> Figure:
             color="C0",
             label="mean ε per index",
         )
-        grid = np.linspace(0, max(alpha_max, 1e-6) if small else max(a.max(initial=0), 1e-6), 200)
+        # the fits hold for small index: drawn over the fit region only
+        grid = np.linspace(0, max(alpha_max, 1e-6), 200)
         for fit, color, name in ((s.fit_fixed, "C1", "β = 3/2"), (s.fit_free, "C2", "β free")):
             if fit.ok:
                 ax.plot(_curve(fit, grid), grid, color=color, label=f"{name}: β={fit.beta:.2f}")
         ax.axvline((1 - s.phi) ** 2 / 2, color="0.3", ls=":", lw=0.8, label="(1−φ)²/2")
+        data = s.eps[s.kept]
+        if data.size:
+            pad = 0.05 * (data.max() - data.min() + 1e-3)
+            ax.set_xlim(min(data.min(), (1 - s.phi) ** 2 / 2) - pad, data.max() + pad)
+        if small:
+            ax.set_ylim(-0.005, alpha_max * 1.05)
         ax.set_title(f"φ = {s.phi:.3g}: {s.num_kept} kept", fontsize=9)
         ax.set_xlabel("energy ε")
         ax.set_ylabel("index α")
