@@ -660,6 +660,10 @@ def _stats_table(r: CriticalPointsResult) -> Table:
                 float(np.median(s.jg_steps[k])) if k.any() else None,
                 int((s.num_zero[k] > 0).sum()),
                 int(s.index[k].max()) if k.any() else None,
+                int((s.index[k] == 0).sum()),
+                float(s.eps[k & (s.index == 0)].mean()) if (k & (s.index == 0)).any() else None,
+                float(np.median(s.eps[k])) if k.any() else None,
+                float(np.median(s.eps[~k])) if (~k).any() else None,
                 s.seconds,
             )
         )
@@ -679,10 +683,16 @@ def _stats_table(r: CriticalPointsResult) -> Table:
             "median J_g steps",
             "kept with near-zero λ",
             "max index",
+            "minima kept (index 0)",
+            "mean ε of minima",
+            "median ε kept",
+            "median ε not kept",
             "seconds",
         ),
         tuple(rows),
-        caption="Run statistics per φ (J_g in the paper's units of L)",
+        caption="Run statistics per φ (J_g in the paper's units of L). Kept runs are those J_g "
+        "descent brought below the threshold within the step cap: compare the median energy of "
+        "kept and not-kept runs for the selection this makes",
         left=1,
     )
 
