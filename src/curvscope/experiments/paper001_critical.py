@@ -87,7 +87,7 @@ class CriticalPointsConfig(StudyConfig):
     max_gd_steps: int = 5000
     jg_method: Literal["lm", "gd"] = "lm"
     jg_threshold: float = 1e-6
-    jg_max_steps: int = 60
+    jg_max_steps: int = 150
     damping: float = 1e-6
     jg_lr: float = 0.05
     zero_tol: float = 1e-6
@@ -920,7 +920,7 @@ register(
         config_class=CriticalPointsConfig,
         run=run_critical_points,
         presets={
-            "laptop": {"n": 8, "runs_per_phi": 400, "max_gd_steps": 3000, "jg_max_steps": 60},
+            "laptop": {"n": 8, "runs_per_phi": 400, "max_gd_steps": 3000, "jg_max_steps": 150},
             "paper": {"n": 16, "runs_per_phi": 16000},
         },
         sections=sections,

@@ -44,7 +44,7 @@ def _scatter(result: Any, *, small: bool) -> Figure:
             if fit.ok:
                 ax.plot(_curve(fit, grid), grid, color=color, label=f"{name}: β={fit.beta:.2f}")
         ax.axvline((1 - s.phi) ** 2 / 2, color="0.3", ls=":", lw=0.8, label="(1−φ)²/2")
-        data = s.eps[s.kept]
+        data = s.mean_eps[use] if small else s.eps[s.kept]
         if data.size:
             pad = 0.05 * (data.max() - data.min() + 1e-3)
             ax.set_xlim(min(data.min(), (1 - s.phi) ** 2 / 2) - pad, data.max() + pad)
