@@ -68,6 +68,10 @@ NOT_RESULTS = {
     "NegativeConfig": "an input: the study's config (to_dict; recorded in its result)",
     "FDRConfig": "an input: the study's config (to_dict; recorded in its result)",
     "LossPair": "live loss modules of a paper-002 study, rebuilt from the recorded config",
+    "CriticalPointsConfig": "an input: the study's config (to_dict; recorded in its result)",
+    "EnsembleDescent": (
+        "an intermediate of the critical-points study, whose result keeps its arrays"
+    ),
 }
 
 
@@ -387,6 +391,65 @@ def _small_nets() -> dict[str, Callable[[], list[Any]]]:
         "SmallNetData": lambda: [data, SmallNetData("mnist", {}, 1, "/data")],
         "SmallNetSpectrum": lambda: [spectrum],
         "SmallNetsResult": lambda: [result],
+    }
+
+
+def _critical() -> dict[str, Callable[[], list[Any]]]:
+    from curvscope.experiments.paper001_critical import (
+        CriticalFit,
+        CriticalPointsResult,
+        PhiRuns,
+    )
+
+    fit = CriticalFit(True, 0.1, 0.01, 2.0, 0.2, 1.5, 0.1, 3.2, 4, True)
+    bad = CriticalFit(
+        False,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        1.5,
+        math.nan,
+        math.nan,
+        0,
+        False,
+        "2 index values",
+    )
+    ints, floats = np.array([0, 2]), np.array([0.5, 0.25])
+    runs = PhiRuns(
+        phi_target=0.5,
+        phi=0.5,
+        m=4,
+        seeds=np.array([7, 9]),
+        u=floats,
+        loss0=floats,
+        gd_steps=ints,
+        gd_stop=ints,
+        jg_steps=ints,
+        jg_stop=ints,
+        theta=np.ones((2, 8)),
+        jg=np.array([1e-9, 1e-3]),
+        eps=floats,
+        kept=np.array([True, False]),
+        index=np.array([1, -1]),
+        num_zero=np.array([0, -1]),
+        num_negative_raw=np.array([1, -1]),
+        lambda_min=np.array([-0.1, math.nan]),
+        lambda_max=np.array([2.0, math.nan]),
+        h0_scale=floats,
+        index_values=np.array([1]),
+        counts=np.array([1]),
+        mean_eps=np.array([0.5]),
+        sem_eps=np.array([math.nan]),
+        fit_fixed=bad,
+        fit_free=fit,
+        seconds=1.0,
+    )
+    result = CriticalPointsResult({"n": 2}, 2, (runs,), {"total": 1.0})
+    return {
+        "CriticalFit": lambda: [fit, bad],
+        "PhiRuns": lambda: [runs],
+        "CriticalPointsResult": lambda: [result],
     }
 
 
@@ -749,6 +812,7 @@ def _factories() -> dict[str, Callable[[], list[Any]]]:
         **_others(),
         **_small_nets(),
         **_blobs(),
+        **_critical(),
         **_interpolation(),
         **_fluctuation(),
         **_decomposition(),

@@ -79,6 +79,7 @@ __all__ = [
 
 # Registered studies (each module registers itself on import).
 from curvscope.experiments import paper000 as _paper000  # noqa: F401
+from curvscope.experiments import paper001_critical as _paper001_critical  # noqa: F401
 from curvscope.experiments import paper001_decomposition as _paper001_decomposition  # noqa: F401
 from curvscope.experiments import paper002_alignment as _paper002_alignment  # noqa: F401
 from curvscope.experiments import paper002_designed as _paper002_designed  # noqa: F401

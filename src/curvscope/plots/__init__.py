@@ -7,6 +7,7 @@
 """
 
 # Figures of registered studies (each module registers its builder on import).
+from curvscope.plots import paper001_critical as _paper001_critical  # noqa: F401
 from curvscope.plots import paper001_decomposition as _paper001_decomposition  # noqa: F401
 from curvscope.plots import paper002_alignment as _paper002_alignment  # noqa: F401
 from curvscope.plots import paper002_designed as _paper002_designed  # noqa: F401
