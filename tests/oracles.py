@@ -315,10 +315,12 @@ def any_covariance(case: AnyCase) -> torch.Tensor:
 def any_fisher(case: AnyCase) -> torch.Tensor:
     """The exact Fisher as an explicit expectation over the model's labels, per sample.
 
-    Cross-entropy: every class label (per position) weighted by softmax; BCE-with-logits: every
-    0/1 label vector weighted by its Bernoulli probability; MSE: the Gaussian whose negative
-    log-likelihood is the per-sample loss, whose Fisher in output space is the loss's (constant)
-    output Hessian. Each expectation is of :math:`r r^\\top`, r the loss gradient with respect to
+    The likelihood is tempered like the loss: :math:`F_i = s\\,E_y[\\nabla\\log p\\,\\nabla\\log
+    p^\\top]` with s the ratio of the per-sample loss to its summed form (1/L or 1/D for a mean,
+    1 for a sum), so that the Fisher equals the GGN for these losses. Cross-entropy: every class
+    label (per position) weighted by softmax; BCE-with-logits: every 0/1 label vector weighted
+    by its Bernoulli probability; MSE: the Gaussian whose negative log-likelihood is the
+    per-sample loss, whose Fisher in output space is the loss's (constant) output Hessian. Each expectation is of :math:`r r^\\top`, r the loss gradient with respect to
     the outputs for the drawn label.
     """
     case.model.eval()
@@ -328,12 +330,16 @@ def any_fisher(case: AnyCase) -> torch.Tensor:
         out = fn(theta).detach()
         jac = jacobian(fn, theta).reshape(out.numel(), -1)
 
-        # the likelihood's negative log: label smoothing changes the loss, not the model's law
-        likelihood = (
-            nn.CrossEntropyLoss(reduction=case.loss_fn.reduction)
-            if isinstance(case.loss_fn, nn.CrossEntropyLoss)
-            else case.loss_fn
-        )
+        # the summed negative log-likelihood (label smoothing changes the loss, not the model's
+        # law), and the temperature s = loss / summed loss of one sample (1/L or 1/D for a mean)
+        def nll(reduction: str) -> nn.Module:
+            if isinstance(case.loss_fn, nn.CrossEntropyLoss):
+                return nn.CrossEntropyLoss(reduction=reduction)
+            return type(case.loss_fn)(reduction=reduction)
+
+        likelihood = nll("sum")
+        y_i = case.targets[i : i + 1]
+        temperature = float(nll(case.loss_fn.reduction)(out, y_i) / likelihood(out, y_i))
 
         def grad_at(label: torch.Tensor, out=out, nll=likelihood) -> torch.Tensor:
             return jacobian(lambda f: nll(f.reshape(out.shape), label), out.reshape(-1))
@@ -364,7 +370,8 @@ def any_fisher(case: AnyCase) -> torch.Tensor:
                 lambda f, out=out: case.loss_fn(f.reshape(out.shape), torch.zeros_like(out)),
                 out.reshape(-1),
             )
-        total = total + jac.T @ lam @ jac
+            temperature = 1.0  # the output Hessian of the loss itself already carries it
+        total = total + temperature * jac.T @ lam @ jac
     return case.average * total
 
 

@@ -159,14 +159,20 @@ class LossSpec:
     ) -> torch.Tensor:
         """Gradients :math:`\\nabla_f(-\\log p(\\tilde y|f))` per sample for labels drawn from the model.
 
-        Returns shape ``(num_samples, *outputs.shape)``, each scaled like the loss's per-sample
-        gradient (s = :meth:`entry_scale`). Cross-entropy:
+        Returns shape ``(num_samples, *outputs.shape)``: the gradient of the summed negative
+        log-likelihood times :math:`\\sqrt{s}` (s = :meth:`entry_scale`, 1/L or 1/D for a mean, 1
+        for a sum), so that :math:`E[r r^\\top] = s\\,\\nabla^2_f(-\\log p)` is the loss's own
+        output Hessian and the Monte-Carlo Fisher estimates the exact one (= GGN). (Scaling by
+        s itself, the gradient of the mean-reduced loss, would give :math:`s^2`: wrong by a
+        factor L or D whenever a sample has several positions or entries.) Cross-entropy:
         :math:`\\tilde y \\sim \\mathrm{Cat}(\\mathrm{softmax}(f))` at every position, gradient
-        :math:`s(p - e_{\\tilde y})` (label smoothing changes the loss, not the likelihood). MSE
-        is the Gaussian likelihood with variance :math:`1/(2s)` (D/2 for a mean, 1/2 for a sum):
-        :math:`\\tilde y = f + (2s)^{-1/2}\\xi`, gradient :math:`2s(f - \\tilde y)`.
-        BCE-with-logits: :math:`\\tilde y \\sim \\mathrm{Bernoulli}(\\sigma(f))` per entry,
-        gradient :math:`s(\\sigma - \\tilde y)`. Each sample (and position) gets its own draw;
+        :math:`\\sqrt{s}(p - e_{\\tilde y})` (label smoothing changes the loss, not the
+        likelihood). MSE is the Gaussian likelihood with variance :math:`1/(2s)` (D/2 for a mean,
+        1/2 for a sum), whose negative log-likelihood is the per-sample loss:
+        :math:`\\tilde y = f + (2s)^{-1/2}\\xi`, gradient :math:`2s(f - \\tilde y)`, the same as
+        :math:`\\sqrt{s}` times the summed form's. BCE-with-logits:
+        :math:`\\tilde y \\sim \\mathrm{Bernoulli}(\\sigma(f))` per entry, gradient
+        :math:`\\sqrt{s}(\\sigma - \\tilde y)`. Each sample (and position) gets its own draw;
         draws happen on the CPU from ``generator`` so that a seed gives the same labels on every
         device.
         """
@@ -180,7 +186,7 @@ class LossSpec:
             draws = torch.multinomial(flat, num_samples, replacement=True, generator=generator)
             onehot = F.one_hot(draws.T, classes).to(out.dtype)  # (S, b*L, C)
             onehot = onehot.reshape(num_samples, *probs.movedim(1, -1).shape).movedim(-1, 2)
-            return (probs.to(out.dtype).unsqueeze(0) - onehot.to(out.device)) * scale
+            return (probs.to(out.dtype).unsqueeze(0) - onehot.to(out.device)) * scale**0.5
         if self.kind == "mse":
             noise = torch.randn((num_samples, *out.shape), generator=generator, dtype=torch.float64)
             variance = entries / 2 if self.reduction == "mean" else 0.5
@@ -190,7 +196,7 @@ class LossSpec:
             s = torch.sigmoid(out)
             u = torch.rand((num_samples, *out.shape), generator=generator, dtype=torch.float64)
             draws = (u.to(out.device) < s.double()).to(out.dtype)
-            return (s.unsqueeze(0) - draws) * scale
+            return (s.unsqueeze(0) - draws) * scale**0.5
         raise InputError(
             f"FisherOperator needs the model's predictive distribution, which curvscope knows for "
             f"nn.CrossEntropyLoss, nn.MSELoss and nn.BCEWithLogitsLoss; got {self.fn!r}. Use one "
@@ -216,7 +222,7 @@ def loss_spec(loss_fn: Callable[..., torch.Tensor]) -> LossSpec:
         name = type(loss_fn).__name__
         raise InputError(
             f"loss_fn has reduction={reduction!r}; curvscope needs the loss of a batch as one "
-            f"number, reduction='mean' or reduction='sum': construct it as {name}() "
+            f"number, reduction='mean' or reduction='sum': pass {name}() "
             f"(reduction='mean', the default: the curvature of the average loss) or "
             f"{name}(reduction='sum') (the curvature of the summed loss)"
         )
