@@ -111,6 +111,10 @@ def default_batch_size(inputs: Any) -> int:
 
     Raises :class:`InputError` when there is no tensor, a tensor is a scalar, or two tensors
     disagree: then only the user knows how many samples the batch holds (``batch_size_fn``).
+
+    Example:
+        >>> default_batch_size({"ids": torch.zeros(4, 7), "pair": (torch.zeros(4), torch.ones(4, 2))})
+        4
     """
     tensors = [(p, t) for p, t in leaves(inputs) if isinstance(t, torch.Tensor)]
     fix = (
