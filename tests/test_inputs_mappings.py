@@ -110,28 +110,38 @@ class EmbedNet(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(6, 4)
         self.fc = nn.Linear(4, 3)
-        self.seen: list[tuple[torch.dtype, torch.dtype]] = []
+        self.seen: list[tuple] = []
 
     def forward(self, batch) -> torch.Tensor:
-        self.seen.append((batch["ids"].dtype, batch["mask"].dtype))
+        self.seen.append(
+            (type(batch), getattr(batch, "tag", None), batch["ids"].dtype, batch["mask"].dtype)
+        )
         h = self.emb(batch["ids"]) * batch["mask"][..., None]  # (N, L, 4)
         return self.fc(torch.tanh(h.sum(dim=1)))
+
+
+class Encoding(UserDict):
+    """Like a Hugging Face BatchEncoding: a UserDict with extra attributes."""
+
+    tag: str = ""
 
 
 def test_inputs_are_cast_recursively_floating_only() -> None:
     torch.manual_seed(0)
     model = EmbedNet()  # float32 weights
     gen = torch.Generator().manual_seed(1)
-    batch = UserDict(
+    batch = Encoding(
         {
             "ids": torch.randint(0, 6, (10, 4), generator=gen),
             "mask": torch.rand(10, 4, generator=gen),
         }
     )
+    batch.tag = "kept"
     y = torch.randint(0, 3, (10,), generator=gen)
     op = HessianOperator(model, nn.CrossEntropyLoss(reduction="sum"), (batch, y), dtype="float64")
     got = op.to_dense()
-    assert set(model.seen[-3:]) == {(torch.int64, torch.float64)}
+    # the mapping's class and attributes are kept; integers stay integers
+    assert set(model.seen[-3:]) == {(Encoding, "kept", torch.int64, torch.float64)}
     ref_model = EmbedNet().double()
     ref_model.load_state_dict(model.state_dict())
     inputs64 = UserDict({"ids": batch["ids"], "mask": batch["mask"].double()})
