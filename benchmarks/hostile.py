@@ -854,6 +854,26 @@ def build_cases() -> list[Case]:
         api_error(lambda ws: _hessian(ws, params="nomatch.*")),
     )
     add(
+        "api-hessian-loss-reduction-none",
+        "api-operator",
+        api_error(lambda ws: _hessian(ws, loss_fn=torch.nn.CrossEntropyLoss(reduction="none"))),
+    )
+    add(
+        "api-hessian-loss-reduction-sum-ok",
+        "api-operator",
+        api_ok(_sum_and_mean_products, lambda r: bool(torch.allclose(r[0], 64 * r[1], rtol=1e-4))),
+    )
+    add(
+        "api-hessian-dict-batch-dims-disagree",
+        "api-operator",
+        api_error(lambda ws: _hessian(ws, data=_dict_data(ws, mask_rows=10))),
+    )
+    add(
+        "api-hessian-dict-inputs-ok",
+        "api-operator",
+        api_ok(_dict_and_tensor_products, lambda r: bool(torch.allclose(r[0], r[1], rtol=1e-5))),
+    )
+    add(
         "api-hessian-matvec-wrong-size",
         "api-operator",
         api_error(lambda ws: _hessian(ws) @ torch.ones(7)),
@@ -1068,8 +1088,42 @@ def _hessian(ws: Workspace, **kw: Any) -> Any:
     from curvscope import HessianOperator
 
     model, data = ws.model_and_data()
-    args = {"data": data, **kw}
-    return HessianOperator(model, torch.nn.functional.cross_entropy, args.pop("data"), **args)
+    args = {"data": data, "loss_fn": torch.nn.functional.cross_entropy, **kw}
+    return HessianOperator(model, args.pop("loss_fn"), args.pop("data"), **args)
+
+
+class _DictInput(torch.nn.Module):
+    """The workspace's model behind a dict input {"x": images, "mask": per-sample ones}."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.inner(batch["x"]) * batch["mask"][:, None]
+
+
+def _dict_data(ws: Workspace, *, mask_rows: int | None = None) -> tuple[dict, torch.Tensor]:
+    _, (x, y) = ws.model_and_data()
+    return {"x": x, "mask": torch.ones(mask_rows or x.shape[0])}, y
+
+
+def _sum_and_mean_products(ws: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hessian of a sum-reduced loss is N = 64 times that of the mean-reduced one."""
+    v = torch.ones(_hessian(ws).shape[0])
+    summed = _hessian(ws, loss_fn=torch.nn.CrossEntropyLoss(reduction="sum")) @ v
+    return summed, _hessian(ws, loss_fn=torch.nn.CrossEntropyLoss()) @ v
+
+
+def _dict_and_tensor_products(ws: Workspace) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model taking a dict gives the Hessian of the same model taking the tensor."""
+    from curvscope import HessianOperator
+
+    model, data = ws.model_and_data()
+    v = torch.ones(_hessian(ws).shape[0])
+    loss = torch.nn.CrossEntropyLoss()
+    wrapped = HessianOperator(_DictInput(model), loss, _dict_data(ws), batch_size=24)
+    return wrapped @ v, HessianOperator(model, loss, data, batch_size=24) @ v
 
 
 def _lanczos_other_operator(ws: Workspace) -> Any:

@@ -202,3 +202,254 @@ def assert_matches_dense(op, dense: torch.Tensor, *, rtol: float, seed: int = 0)
     assert err_block <= rtol * 10, f"block product error {float(err_block):.3e}"
     single = op @ block[:, 0]
     assert single.shape == (dense.shape[0],)
+
+
+# ---------------------------------------------------------------------------- any reduction, any inputs
+#
+# References for sum- or mean-reduced losses and for inputs that are tuples or mappings, written
+# without the engine's decomposition: the Hessian and the GGN come from the loss *as written*
+# evaluated on the whole dataset at once (whatever its reduction), the per-sample quantities from
+# a Python loop that calls the loss on one sample at a time, and the Fisher from an explicit sum
+# over the model's labels. The structure handling is this file's own (slice each tensor).
+
+
+def sample_slice(inputs, start: int, stop: int):
+    """Samples start:stop of a tensor, a tuple/list of tensors, or a dict/UserDict of tensors."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs[start:stop]
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(sample_slice(v, start, stop) for v in inputs)
+    return type(inputs)({k: sample_slice(v, start, stop) for k, v in inputs.items()})
+
+
+def ragged_batches(inputs, targets: torch.Tensor, sizes: tuple[int, ...]) -> list:
+    """A list of (inputs, targets) batches of the given sizes."""
+    out, start = [], 0
+    for size in sizes:
+        out.append((sample_slice(inputs, start, start + size), targets[start : start + size]))
+        start += size
+    assert start == targets.shape[0]
+    return out
+
+
+@dataclass
+class AnyCase:
+    """A model, a loss of either reduction and N samples of inputs of any structure."""
+
+    model: nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    inputs: object
+    targets: torch.Tensor
+
+    @property
+    def num_data(self) -> int:
+        return int(self.targets.shape[0])
+
+    @property
+    def average(self) -> float:
+        """The loss as written over the data is ``average * sum_i loss(sample i)``."""
+        return 1.0 / self.num_data if self.loss_fn.reduction == "mean" else 1.0
+
+
+def _any_flat_fn(
+    model: nn.Module, inputs
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    named = _trainable(model)
+    names = [n for n, _ in named]
+    shapes = [p.shape for _, p in named]
+    sizes = [p.numel() for _, p in named]
+    rest = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def fn(theta: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(theta, sizes)
+        tensors = {n: t.reshape(s) for n, t, s in zip(names, pieces, shapes)}
+        tensors.update(rest)
+        return torch.func.functional_call(model, (tensors, buffers), (inputs,))
+
+    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+    return fn, theta
+
+
+def any_hessian(case: AnyCase) -> torch.Tensor:
+    """The Hessian of ``loss_fn(model(all inputs), all targets)``: the loss as written."""
+    case.model.eval()
+    fn, theta = _any_flat_fn(case.model, case.inputs)
+    return hessian(lambda t: case.loss_fn(fn(t), case.targets), theta)
+
+
+def any_ggn(case: AnyCase) -> torch.Tensor:
+    """:math:`J^\\top \\nabla^2_F L(F) J` with F all N outputs stacked and L the loss as written."""
+    case.model.eval()
+    fn, theta = _any_flat_fn(case.model, case.inputs)
+    outputs = fn(theta).detach()
+    jac = jacobian(fn, theta).reshape(outputs.numel(), -1)
+    lam = hessian(
+        lambda f: case.loss_fn(f.reshape(outputs.shape), case.targets), outputs.reshape(-1)
+    )
+    return jac.T @ lam @ jac
+
+
+def any_per_sample_gradients(case: AnyCase) -> torch.Tensor:
+    """Row i: the gradient of ``loss_fn`` on sample i alone (a loop; (N, P))."""
+    case.model.eval()
+    rows = []
+    for i in range(case.num_data):
+        fn, theta = _any_flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
+        y = case.targets[i : i + 1]
+        rows.append(jacobian(lambda t, fn=fn, y=y: case.loss_fn(fn(t), y), theta))
+    return torch.stack(rows)
+
+
+def any_empirical_fisher(case: AnyCase) -> torch.Tensor:
+    g = any_per_sample_gradients(case)
+    return case.average * g.T @ g
+
+
+def any_covariance(case: AnyCase) -> torch.Tensor:
+    g = any_per_sample_gradients(case)
+    c = g - g.mean(dim=0)
+    return case.average * c.T @ c
+
+
+def any_fisher(case: AnyCase) -> torch.Tensor:
+    """The exact Fisher as an explicit expectation over the model's labels, per sample.
+
+    The likelihood is tempered like the loss: :math:`F_i = s\\,E_y[\\nabla\\log p\\,\\nabla\\log
+    p^\\top]` with s the ratio of the per-sample loss to its summed form (1/L or 1/D for a mean,
+    1 for a sum), so that the Fisher equals the GGN for these losses. Cross-entropy: every class
+    label (per position) weighted by softmax; BCE-with-logits: every 0/1 label vector weighted
+    by its Bernoulli probability; MSE: the Gaussian whose negative log-likelihood is the
+    per-sample loss, whose Fisher in output space is the loss's (constant) output Hessian. Each expectation is of :math:`r r^\\top`, r the loss gradient with respect to
+    the outputs for the drawn label.
+    """
+    case.model.eval()
+    total = 0
+    for i in range(case.num_data):
+        fn, theta = _any_flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
+        out = fn(theta).detach()
+        jac = jacobian(fn, theta).reshape(out.numel(), -1)
+
+        # the summed negative log-likelihood (label smoothing changes the loss, not the model's
+        # law), and the temperature s = loss / summed loss of one sample (1/L or 1/D for a mean)
+        def nll(reduction: str) -> nn.Module:
+            if isinstance(case.loss_fn, nn.CrossEntropyLoss):
+                return nn.CrossEntropyLoss(reduction=reduction)
+            return type(case.loss_fn)(reduction=reduction)
+
+        likelihood = nll("sum")
+        y_i = case.targets[i : i + 1]
+        temperature = float(nll(case.loss_fn.reduction)(out, y_i) / likelihood(out, y_i))
+
+        def grad_at(label: torch.Tensor, out=out, nll=likelihood) -> torch.Tensor:
+            return jacobian(lambda f: nll(f.reshape(out.shape), label), out.reshape(-1))
+
+        if isinstance(case.loss_fn, nn.CrossEntropyLoss):
+            probs = torch.softmax(out, dim=1)[0]  # (C, *positions)
+            classes = probs.shape[0]
+            flat_p = probs.reshape(classes, -1)
+            positions = flat_p.shape[1]
+            lam = 0
+            for labels in torch.cartesian_prod(*[torch.arange(classes)] * positions).reshape(
+                -1, positions
+            ):
+                weight = torch.prod(flat_p[labels, torch.arange(positions)])
+                r = grad_at(labels.reshape(1, *probs.shape[1:]))
+                lam = lam + weight * torch.outer(r, r)
+        elif isinstance(case.loss_fn, nn.BCEWithLogitsLoss):
+            s = torch.sigmoid(out).reshape(-1)
+            lam = 0
+            for bits in torch.cartesian_prod(
+                *[torch.tensor([0.0, 1.0], dtype=out.dtype)] * s.numel()
+            ).reshape(-1, s.numel()):
+                weight = torch.prod(torch.where(bits == 1, s, 1 - s))
+                r = grad_at(bits.reshape(out.shape))
+                lam = lam + weight * torch.outer(r, r)
+        else:
+            lam = hessian(
+                lambda f, out=out: case.loss_fn(f.reshape(out.shape), torch.zeros_like(out)),
+                out.reshape(-1),
+            )
+            temperature = 1.0  # the output Hessian of the loss itself already carries it
+        total = total + temperature * jac.T @ lam @ jac
+    return case.average * total
+
+
+def any_references(case: AnyCase) -> dict[str, torch.Tensor]:
+    h, g = any_hessian(case), any_ggn(case)
+    return {
+        "hessian": h,
+        "ggn": g,
+        "residual": h - g,
+        "empirical_fisher": any_empirical_fisher(case),
+        "covariance": any_covariance(case),
+        "fisher": any_fisher(case),
+    }
+
+
+class AnyInputNet(nn.Module):
+    """One network, four input structures: a (N, 7) tensor, a tuple (x, z), or a dict/UserDict
+    {"x": x, "z": z} with x (N, 5) and z (N, 2); outputs (N, *out_shape). The same weights give
+    the same function whatever the structure."""
+
+    def __init__(self, kind: str, out_shape: tuple[int, ...] = (3,)) -> None:
+        super().__init__()
+        self.kind, self.out_shape = kind, out_shape
+        self.fc = nn.Linear(5, 6)
+        self.gate = nn.Linear(2, 6)
+        self.head = nn.Linear(6, int(torch.tensor(out_shape).prod()))
+
+    def forward(self, inputs) -> torch.Tensor:
+        if self.kind == "tensor":
+            x, z = inputs[:, :5], inputs[:, 5:]
+        elif self.kind == "tuple":
+            x, z = inputs
+        else:
+            x, z = inputs["x"], inputs["z"]
+        h = torch.tanh(self.fc(x)) * torch.sigmoid(self.gate(z))
+        return self.head(h).reshape(-1, *self.out_shape)
+
+
+INPUT_KINDS = ("tensor", "tuple", "dict", "userdict")
+
+#: loss name -> (loss class and options, output shape per sample, target kind)
+ANY_LOSSES: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...], str]] = {
+    "ce": (nn.CrossEntropyLoss, (3,), "class"),
+    "ce-smooth": (lambda **kw: nn.CrossEntropyLoss(label_smoothing=0.1, **kw), (3,), "class"),
+    "ce-seq": (nn.CrossEntropyLoss, (3, 2), "class-seq"),  # 3 classes at 2 positions
+    "bce-soft": (nn.BCEWithLogitsLoss, (3,), "soft"),
+    "mse-multi": (nn.MSELoss, (2, 3), "real"),
+}
+
+
+def make_inputs(kind: str, x: torch.Tensor, z: torch.Tensor):
+    from collections import UserDict
+
+    if kind == "tensor":
+        return torch.cat([x, z], dim=1)
+    if kind == "tuple":
+        return (x, z)
+    if kind == "dict":
+        return {"x": x, "z": z}
+    return UserDict({"x": x, "z": z})
+
+
+def make_any_case(
+    kind: str, loss_name: str, reduction: str, *, num_data: int = 23, seed: int = 0
+) -> AnyCase:
+    """The shared cases of the reduction and input-structure tests (float64)."""
+    loss_cls, out_shape, targets_kind = ANY_LOSSES[loss_name]
+    torch.manual_seed(seed)  # parameter initialisation only
+    model = AnyInputNet(kind, out_shape).double()
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(num_data, 5, generator=gen, dtype=torch.float64)
+    z = torch.randn(num_data, 2, generator=gen, dtype=torch.float64)
+    if targets_kind == "class":
+        targets = torch.randint(0, 3, (num_data,), generator=gen)
+    elif targets_kind == "class-seq":
+        targets = torch.randint(0, 3, (num_data, *out_shape[1:]), generator=gen)
+    elif targets_kind == "soft":
+        targets = torch.rand(num_data, *out_shape, generator=gen, dtype=torch.float64)
+    else:
+        targets = torch.randn(num_data, *out_shape, generator=gen, dtype=torch.float64)
+    return AnyCase(model, loss_cls(reduction=reduction), make_inputs(kind, x, z), targets)

@@ -96,10 +96,11 @@ def test_data_that_is_not_finite(case, bad: float) -> None:
         )
 
 
-def test_loss_without_mean_reduction(case) -> None:
-    with pytest.raises(InputError, match=r"reduction='sum'.*needs a mean-reduced loss"):
+def test_loss_without_mean_or_sum_reduction(case) -> None:
+    # reduction="sum" is accepted (tests/test_inputs_reduction.py); "none" is not
+    with pytest.raises(InputError, match=r"reduction='none'.*reduction='mean' or reduction='sum'"):
         HessianOperator(
-            case.model, nn.CrossEntropyLoss(reduction="sum"), (case.inputs, case.targets)
+            case.model, nn.CrossEntropyLoss(reduction="none"), (case.inputs, case.targets)
         )
 
     def summed(out, y):

@@ -1,11 +1,21 @@
 """What the engine needs to know about a loss: per-sample values, output-space curvature, sampling.
 
-Every loss is a *mean-reduced* function of the model outputs and the targets; the per-sample
-loss :math:`\\ell_i` is defined so that the batch loss is their mean, hence the batch *sum* is
-``b * loss_fn(outputs, targets)``. Known losses (cross-entropy, with or without label smoothing;
-MSE; BCE-with-logits) have closed-form output Hessians and predictive distributions; any other
-mean-reduced callable works for the Hessian, the residual, the empirical Fisher and the gradient
-covariance, with its output Hessian taken by double backward for the GGN.
+A loss is a *mean-reduced* or a *sum-reduced* function of the model outputs and the targets,
+exactly as torch reduces it (``reduction="mean"``, the default, or ``reduction="sum"``). The
+per-sample loss :math:`\\ell_i` is sample i's share of the batch loss under that reduction:
+
+- ``"mean"``: :math:`\\ell_i` is the mean over sample i's entries (its D outputs for MSE and
+  BCE-with-logits, its L positions for cross-entropy over sequences), and the batch loss is
+  :math:`\\frac1b\\sum_i \\ell_i`, so the batch *sum* is ``b * loss_fn(outputs, targets)``;
+- ``"sum"``: :math:`\\ell_i` is the sum over sample i's entries, and the batch loss is
+  :math:`\\sum_i \\ell_i` itself. For MSE and BCE this sum runs over all output entries, so
+  :math:`\\ell_i^{\\rm sum} = D\\,\\ell_i^{\\rm mean}` (torch's own reduction).
+
+Known losses (cross-entropy, with or without label smoothing and with class-probability
+targets; MSE; BCE-with-logits, with hard or soft labels) have closed-form output Hessians and
+predictive distributions; any other callable of either reduction works for the Hessian, the
+residual, the empirical Fisher and the gradient covariance, with its output Hessian taken by
+double backward for the GGN.
 """
 
 from __future__ import annotations
@@ -23,15 +33,28 @@ from curvscope.errors import InputError
 __all__ = ["LossSpec", "loss_spec"]
 
 Kind = Literal["cross_entropy", "mse", "bce_logits", "custom"]
+Reduction = Literal["mean", "sum"]
+REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum")
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """A mean-reduced loss and the closed forms the engine uses for it."""
+    """A mean- or sum-reduced loss and the closed forms the engine uses for it."""
 
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     kind: Kind
     label_smoothing: float = 0.0
+    reduction: Reduction = "mean"
+
+    def entry_scale(self, outputs: torch.Tensor) -> float:
+        """:math:`\\ell_i` as a multiple of the sum over sample i's entries: ``1`` for a sum,
+        ``1/D`` for a mean (``1/L`` for cross-entropy: classes are not entries, positions are)."""
+        if self.reduction == "sum":
+            return 1.0
+        entries = outputs[0].numel() if outputs.shape[0] else 1
+        if self.kind == "cross_entropy":
+            entries //= outputs.shape[1]
+        return 1.0 / entries
 
     # ------------------------------------------------------------------ values
     def check_shapes(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -44,12 +67,15 @@ class LossSpec:
             )
 
     def batch_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """:math:`\\sum_i \\ell_i` over the batch (``b`` times the mean-reduced loss)."""
+        """:math:`\\sum_i \\ell_i` over the batch: ``b`` times a mean-reduced loss, a
+        sum-reduced loss itself."""
         self.check_shapes(outputs, targets)
-        return self.fn(outputs, targets) * outputs.shape[0]
+        value = self.fn(outputs, targets)
+        return value if self.reduction == "sum" else value * outputs.shape[0]
 
     def per_sample(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The vector :math:`(\\ell_1, \\dots, \\ell_b)` whose mean is the batch loss."""
+        """The vector :math:`(\\ell_1, \\dots, \\ell_b)` whose mean (``"mean"``) or sum
+        (``"sum"``) is the batch loss."""
         b = outputs.shape[0]
         self.check_shapes(outputs, targets)
         if self.kind == "cross_entropy":
@@ -64,7 +90,8 @@ class LossSpec:
             return torch.func.vmap(lambda o, t: self.fn(o.unsqueeze(0), t.unsqueeze(0)))(
                 outputs, targets
             )
-        return raw.reshape(b, -1).mean(dim=1)
+        per_entry = raw.reshape(b, -1)
+        return per_entry.sum(dim=1) if self.reduction == "sum" else per_entry.mean(dim=1)
 
     def output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Row i is :math:`\\nabla_{f_i} \\ell_i` (per-sample gradient with respect to outputs)."""
@@ -80,25 +107,24 @@ class LossSpec:
         """:math:`\\Lambda_i u_i` for each sample, with :math:`\\Lambda_i = \\nabla^2_{f_i} \\ell_i`.
 
         ``block`` has shape ``(k, *outputs.shape)``; the result has the same shape. Closed forms
-        (per sample, D = number of output entries per sample, L = positions per sample):
-        cross-entropy :math:`(\\operatorname{diag}(p) - p p^\\top)/L` along the class dimension
-        (label smoothing does not change it), MSE :math:`(2/D) I`, BCE-with-logits
-        :math:`\\operatorname{diag}(\\sigma(1-\\sigma))/D`.
+        (per sample, D = number of output entries per sample, L = positions per sample, s = the
+        :meth:`entry_scale`, 1/L or 1/D for a mean and 1 for a sum):
+        cross-entropy :math:`s(\\operatorname{diag}(p) - p p^\\top)` along the class dimension
+        (label smoothing does not change it), MSE :math:`2s I`, BCE-with-logits
+        :math:`s\\operatorname{diag}(\\sigma(1-\\sigma))` (soft labels do not change it).
         """
-        b = outputs.shape[0]
-        per_sample_entries = outputs[0].numel() if b else 1
         out = outputs.detach()
+        scale = self.entry_scale(out)
         if self.kind == "cross_entropy":
             probs = torch.softmax(out, dim=1)
-            positions = per_sample_entries // out.shape[1]
-            scale = self._soft_target_mass(targets, out)
+            mass = self._soft_target_mass(targets, out)
             pu = probs * block
-            return scale * (pu - probs * pu.sum(dim=2, keepdim=True)) / positions
+            return mass * (pu - probs * pu.sum(dim=2, keepdim=True)) * scale
         if self.kind == "mse":
-            return block * (2.0 / per_sample_entries)
+            return block * (2.0 * scale)
         if self.kind == "bce_logits":
             s = torch.sigmoid(out)
-            return block * (s * (1 - s)) / per_sample_entries
+            return block * (s * (1 - s)) * scale
         return self._generic_hessian_apply(out, targets, block)
 
     @staticmethod
@@ -133,16 +159,26 @@ class LossSpec:
     ) -> torch.Tensor:
         """Gradients :math:`\\nabla_f(-\\log p(\\tilde y|f))` per sample for labels drawn from the model.
 
-        Returns shape ``(num_samples, *outputs.shape)``, each scaled like the loss's per-sample
-        gradient. Cross-entropy: :math:`\\tilde y \\sim \\mathrm{Cat}(\\mathrm{softmax}(f))`,
-        gradient :math:`(p - e_{\\tilde y})/L` (label smoothing changes the loss, not the
-        likelihood). MSE with mean reduction is the Gaussian likelihood with variance D/2:
-        :math:`\\tilde y = f + \\sqrt{D/2}\\,\\xi`, gradient :math:`(2/D)(f - \\tilde y)`.
-        BCE-with-logits: :math:`\\tilde y \\sim \\mathrm{Bernoulli}(\\sigma(f))`. Draws happen on the
-        CPU from ``generator`` so that a seed gives the same labels on every device.
+        Returns shape ``(num_samples, *outputs.shape)``: the gradient of the summed negative
+        log-likelihood times :math:`\\sqrt{s}` (s = :meth:`entry_scale`, 1/L or 1/D for a mean, 1
+        for a sum), so that :math:`E[r r^\\top] = s\\,\\nabla^2_f(-\\log p)` is the loss's own
+        output Hessian and the Monte-Carlo Fisher estimates the exact one (= GGN). (Scaling by
+        s itself, the gradient of the mean-reduced loss, would give :math:`s^2`: wrong by a
+        factor L or D whenever a sample has several positions or entries.) Cross-entropy:
+        :math:`\\tilde y \\sim \\mathrm{Cat}(\\mathrm{softmax}(f))` at every position, gradient
+        :math:`\\sqrt{s}(p - e_{\\tilde y})` (label smoothing changes the loss, not the
+        likelihood). MSE is the Gaussian likelihood with variance :math:`1/(2s)` (D/2 for a mean,
+        1/2 for a sum), whose negative log-likelihood is the per-sample loss:
+        :math:`\\tilde y = f + (2s)^{-1/2}\\xi`, gradient :math:`2s(f - \\tilde y)`, the same as
+        :math:`\\sqrt{s}` times the summed form's. BCE-with-logits:
+        :math:`\\tilde y \\sim \\mathrm{Bernoulli}(\\sigma(f))` per entry, gradient
+        :math:`\\sqrt{s}(\\sigma - \\tilde y)`. Each sample (and position) gets its own draw;
+        draws happen on the CPU from ``generator`` so that a seed gives the same labels on every
+        device.
         """
         out = outputs.detach()
         entries = out[0].numel()
+        scale = self.entry_scale(out)
         if self.kind == "cross_entropy":
             probs = torch.softmax(out.double(), dim=1)
             classes = out.shape[1]
@@ -150,17 +186,17 @@ class LossSpec:
             draws = torch.multinomial(flat, num_samples, replacement=True, generator=generator)
             onehot = F.one_hot(draws.T, classes).to(out.dtype)  # (S, b*L, C)
             onehot = onehot.reshape(num_samples, *probs.movedim(1, -1).shape).movedim(-1, 2)
-            positions = entries // classes
-            return (probs.to(out.dtype).unsqueeze(0) - onehot.to(out.device)) / positions
+            return (probs.to(out.dtype).unsqueeze(0) - onehot.to(out.device)) * scale**0.5
         if self.kind == "mse":
             noise = torch.randn((num_samples, *out.shape), generator=generator, dtype=torch.float64)
-            noise = (noise * (entries / 2) ** 0.5).to(out.device, out.dtype)
-            return -(2.0 / entries) * noise
+            variance = entries / 2 if self.reduction == "mean" else 0.5
+            noise = (noise * variance**0.5).to(out.device, out.dtype)
+            return -(2.0 * scale) * noise
         if self.kind == "bce_logits":
             s = torch.sigmoid(out)
             u = torch.rand((num_samples, *out.shape), generator=generator, dtype=torch.float64)
             draws = (u.to(out.device) < s.double()).to(out.dtype)
-            return (s.unsqueeze(0) - draws) / entries
+            return (s.unsqueeze(0) - draws) * scale**0.5
         raise InputError(
             f"FisherOperator needs the model's predictive distribution, which curvscope knows for "
             f"nn.CrossEntropyLoss, nn.MSELoss and nn.BCEWithLogitsLoss; got {self.fn!r}. Use one "
@@ -171,19 +207,24 @@ class LossSpec:
 def loss_spec(loss_fn: Callable[..., torch.Tensor]) -> LossSpec:
     """Classify ``loss_fn`` and refuse what would silently give a wrong average.
 
-    Refused: a reduction other than ``"mean"``; class weights in cross-entropy (the mean is then
-    weighted by class, not per sample); a non-callable.
+    Accepted reductions: ``"mean"`` (the default) and ``"sum"``, read from the loss's
+    ``reduction`` attribute (a plain function counts as mean-reduced; give it an attribute
+    ``reduction = "sum"`` if it sums). Refused: ``reduction="none"`` (the engine needs the batch
+    loss as one number); class weights in cross-entropy (the mean is then weighted by class, not
+    per sample); a non-callable.
     """
     if not callable(loss_fn):
         raise InputError(
             f"loss_fn must be a callable loss such as nn.CrossEntropyLoss(); got {type(loss_fn).__name__}"
         )
     reduction = getattr(loss_fn, "reduction", "mean")
-    if reduction != "mean":
+    if reduction not in REDUCTIONS:
+        name = type(loss_fn).__name__
         raise InputError(
-            f"loss_fn has reduction={reduction!r}; curvscope averages over samples and needs a "
-            f"mean-reduced loss: construct it as {type(loss_fn).__name__}() (reduction='mean', "
-            "the default)"
+            f"loss_fn has reduction={reduction!r}; curvscope needs the loss of a batch as one "
+            f"number, reduction='mean' or reduction='sum': pass {name}() "
+            f"(reduction='mean', the default: the curvature of the average loss) or "
+            f"{name}(reduction='sum') (the curvature of the summed loss)"
         )
     if isinstance(loss_fn, nn.CrossEntropyLoss):
         if loss_fn.weight is not None:
@@ -192,22 +233,22 @@ def loss_spec(loss_fn: Callable[..., torch.Tensor]) -> LossSpec:
                 "so the curvature would not be a per-sample average; drop weight= or pass a custom "
                 "mean-reduced callable"
             )
-        return LossSpec(loss_fn, "cross_entropy", float(loss_fn.label_smoothing))
+        return LossSpec(loss_fn, "cross_entropy", float(loss_fn.label_smoothing), reduction)
     if isinstance(loss_fn, nn.MSELoss):
-        return LossSpec(loss_fn, "mse")
+        return LossSpec(loss_fn, "mse", reduction=reduction)
     if isinstance(loss_fn, nn.BCEWithLogitsLoss):
         if loss_fn.weight is not None or loss_fn.pos_weight is not None:
             raise InputError(
                 "nn.BCEWithLogitsLoss with weight= or pos_weight= is not supported; drop them"
             )
-        return LossSpec(loss_fn, "bce_logits")
-    return LossSpec(loss_fn, "custom")
+        return LossSpec(loss_fn, "bce_logits", reduction=reduction)
+    return LossSpec(loss_fn, "custom", reduction=reduction)
 
 
 def check_loss_on_batch(
     spec: LossSpec, outputs: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
-    """Evaluate the loss on one batch, turning shape errors and sum reductions into clear errors."""
+    """Evaluate the loss on one batch, turning shape errors and a wrong reduction into clear errors."""
     spec.check_shapes(outputs, targets)
     try:
         value = spec.fn(outputs, targets)
@@ -218,16 +259,25 @@ def check_loss_on_batch(
         ) from err
     if value.ndim != 0:
         raise InputError(
-            f"loss_fn returned a tensor of shape {tuple(value.shape)}; it must return the mean "
-            "loss over the batch as a scalar (reduction='mean')"
+            f"loss_fn returned a tensor of shape {tuple(value.shape)}; it must return the loss "
+            "of the batch as a scalar (reduction='mean' or reduction='sum')"
         )
     if spec.kind == "custom" and outputs.shape[0] > 1:
-        per_sample_mean = spec.per_sample(outputs.detach(), targets).mean()
-        if not torch.allclose(value.detach(), per_sample_mean, rtol=1e-4, atol=1e-7):
+        per_sample = spec.per_sample(outputs.detach(), targets)
+        if spec.reduction == "sum":
+            expected, what = per_sample.sum(), "sum"
+            hint = "a mean reduction? drop its reduction='sum' attribute"
+        else:
+            expected, what = per_sample.mean(), "mean"
+            hint = (
+                "a sum reduction? give the callable an attribute reduction='sum', or use e.g. "
+                "nn.CrossEntropyLoss(reduction='sum')"
+            )
+        if not torch.allclose(value.detach(), expected, rtol=1e-4, atol=1e-7):
             raise InputError(
-                f"loss_fn is not a per-sample mean: on a batch of {outputs.shape[0]} it returned "
-                f"{float(value):.6g}, but the mean of its per-sample values is "
-                f"{float(per_sample_mean):.6g} (a sum reduction, or a loss that couples samples); "
-                "curvscope needs loss(outputs, targets) = mean_i loss(outputs[i], targets[i])"
+                f"loss_fn is not a per-sample {what}: on a batch of {outputs.shape[0]} it returned "
+                f"{float(value):.6g}, but the {what} of its per-sample values is "
+                f"{float(expected):.6g} ({hint}; or a loss that couples samples); curvscope needs "
+                f"loss(outputs, targets) = {what}_i loss(outputs[i], targets[i])"
             )
     return value

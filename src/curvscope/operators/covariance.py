@@ -26,6 +26,12 @@ class GradientCovarianceOperator(OutputSpaceOperator):
     cancellation of :math:`F_{\\rm emp} - \\bar g \\bar g^\\top` when the mean gradient dominates.
     The covariance of a mini-batch gradient is ``minibatch_noise_scale(S, N) * Sigma``.
 
+    With a sum-reduced loss (``reduction="sum"``) the per-sample gradients are those of the
+    summed per-sample losses and the matrix is their scatter
+    :math:`\\sum_i (g_i - \\bar g)(g_i - \\bar g)^\\top = N\\Sigma`, like every operator of a
+    sum-reduced loss (the sum over samples, not the average); :math:`\\bar g` stays the mean
+    per-sample gradient.
+
     Takes the options of :class:`~curvscope.operators.curvature.CurvatureOperator`, no others.
     """
 
@@ -34,7 +40,8 @@ class GradientCovarianceOperator(OutputSpaceOperator):
 
     @property
     def mean_gradient(self) -> torch.Tensor:
-        """:math:`\\bar g`, the gradient of the average loss (one data pass, then kept)."""
+        """:math:`\\bar g = \\frac1N \\sum_i g_i`, the mean per-sample gradient (the gradient of
+        the average loss; 1/N times that of a sum-reduced loss). One data pass, then kept."""
         if self._mean_gradient is None:
             total = torch.zeros(self.layout.size, dtype=self.dtype, device=self.device)
             count = 0
@@ -91,7 +98,7 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         self, total: torch.Tensor, aux: list[torch.Tensor], block: torch.Tensor
     ) -> torch.Tensor:
         (coeff_sum,) = aux
-        return (total - self.mean_gradient[:, None] * coeff_sum[None, :]) / self.num_data
+        return (total - self.mean_gradient[:, None] * coeff_sum[None, :]) / self.normaliser
 
 
 def minibatch_noise_scale(batch_size: int, num_data: int, *, replacement: bool = False) -> float:

@@ -2,11 +2,15 @@
 
 :class:`CurvatureOperator` is the base of every model curvature matrix
 
-.. math:: M = \\frac{1}{N} \\sum_{\\text{batches } B} \\sum_{i \\in B} M_i,
+.. math:: M = c \\sum_{\\text{batches } B} \\sum_{i \\in B} M_i, \\qquad
+          c = \\tfrac1N \\ (\\texttt{reduction="mean"}), \\quad c = 1 \\ (\\texttt{reduction="sum"}),
 
 where each batch contributes the *sum* of its per-sample terms, so the average is per sample
 whatever the batch sizes (curvlinops' normalisation; not "divide by the number of batches").
-Subclasses say how one batch's state is prepared and how it multiplies a block.
+The matrix is that of the loss as the user wrote it: with a sum-reduced loss it is the sum
+over all N samples of the data, N times the matrix of the mean-reduced loss of the same
+per-sample terms (see :mod:`curvscope.operators._losses` for how torch's reductions define
+:math:`\\ell_i`). Subclasses say how one batch's state is prepared and how it multiplies a block.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from curvscope.errors import (
 )
 from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._data import Batch, BatchSource
+from curvscope.operators._inputs import BatchSizeFn, describe
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
 from curvscope.operators.base import SymmetricOperator, as_dtype, digest
@@ -81,15 +86,26 @@ class CurvatureOperator(SymmetricOperator):
         model: the network; its parameters are snapshotted at construction (later changes to the
             model do not change the operator), and its mode, parameters and gradients are left
             untouched.
-        loss_fn: a mean-reduced loss, e.g. ``nn.CrossEntropyLoss()`` or ``nn.MSELoss()``.
+        loss_fn: a mean- or sum-reduced loss, e.g. ``nn.CrossEntropyLoss()`` or
+            ``nn.MSELoss(reduction="sum")``. The matrix is that of the loss as written: the
+            average over the N samples for ``reduction="mean"``, the sum over them for
+            ``reduction="sum"`` (N times larger, and for MSE and BCE-with-logits also summed
+            over output entries, as torch sums them). ``reduction="none"`` is refused.
         data: a ``DataLoader``, a re-iterable of ``(inputs, targets)`` batches, or one
-            ``(inputs, targets)`` pair of tensors (split by ``batch_size``).
+            ``(inputs, targets)`` pair (split by ``batch_size``). ``inputs`` is anything the
+            model takes as its one argument, ``model(inputs)``: a tensor, a tuple or list of
+            tensors, or a mapping of tensors (``dict``, ``UserDict``, a Hugging Face-style
+            batch); every tensor in it is moved to the operator's device and floating ones are
+            cast to its dtype. ``targets`` is a tensor.
         params: ``None`` (all trainable parameters) or names / glob patterns selecting a subset.
         num_data: the number of samples N, if known; checked against the count of the first pass.
         dtype: the dtype of products (default: the parameters' dtype, usually float32);
             ``torch.float64`` (or ``"float64"``) runs the model in float64 on copies of its
             weights.
         batch_size: split size when ``data`` is a single pair of tensors.
+        batch_size_fn: ``inputs -> number of samples`` of a batch, for inputs whose tensors do
+            not all have the samples along their first dimension (default: the shared first
+            dimension of the input tensors; an error when they disagree).
         check_deterministic: check that data and model do not change between passes (one extra
             small-batch pass at the first product, then a cheap fingerprint of every batch).
         verify: check the fast product methods against the reverse-over-reverse reference on a
@@ -115,6 +131,7 @@ class CurvatureOperator(SymmetricOperator):
         num_data: int | None = None,
         dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
+        batch_size_fn: BatchSizeFn | None = None,
         check_deterministic: bool = True,
         verify: bool = True,
         method: str = "auto",
@@ -161,7 +178,11 @@ class CurvatureOperator(SymmetricOperator):
         if cache not in ("auto", True, False):
             raise InputError(f"cache must be 'auto', True or False, got {cache!r}")
         self.source = BatchSource(
-            data, device=self._device, dtype=self._dtype, batch_size=batch_size
+            data,
+            device=self._device,
+            dtype=self._dtype,
+            batch_size=batch_size,
+            batch_size_fn=batch_size_fn,
         )
         self.num_data_hint = num_data
         self.check_deterministic = check_deterministic
@@ -214,22 +235,36 @@ class CurvatureOperator(SymmetricOperator):
     def fingerprint(self) -> dict[str, str]:
         """Digests of the operator kind and options, the snapshotted weights, and the data.
 
-        ``"operator"``: class, loss (kind, label smoothing), dtype, selected parameter names,
-        ``train_mode`` and subclass options (e.g. the Fisher's ``mc_samples`` and ``seed``).
+        ``"operator"``: class, loss (kind, label smoothing, a sum reduction), dtype, selected
+        parameter names, ``train_mode``, a ``batch_size_fn`` (by qualified name) and subclass
+        options (e.g. the Fisher's ``mc_samples`` and ``seed``).
         ``"weights"``: exact bytes of the selected and fixed parameters and the buffers
         (BatchNorm statistics) as snapshotted at construction. ``"data"``: exact bytes of every
         validated batch, in order. **Cost**: the data digest is one pass over the data that only
         reads it (no model evaluation; batches on a GPU are copied to the host to be hashed),
         cheaper than one product; call it once per computation, not per product.
         """
-        options = {
+        loss: tuple[Any, ...] = (
+            self.loss.kind,
+            type(self.loss.fn).__name__,
+            self.loss.label_smoothing,
+        )
+        if self.loss.reduction != "mean":  # mean-reduced digests stay those of earlier versions
+            loss += (self.loss.reduction,)
+        options: dict[str, Any] = {
             "class": type(self).__name__,
-            "loss": (self.loss.kind, type(self.loss.fn).__name__, self.loss.label_smoothing),
+            "loss": loss,
             "dtype": str(self._dtype),
             "params": self.layout.names,
             "train_mode": self.train_mode,
             **self._fingerprint_options(),
         }
+        size_fn = self.source.batch_size_fn
+        if size_fn is not None:
+            options["batch_size_fn"] = (
+                f"{getattr(size_fn, '__module__', '')}."
+                f"{getattr(size_fn, '__qualname__', type(size_fn).__qualname__)}"
+            )
         weights: list[Any] = []
         for group in (dict(zip(self.layout.names, self.params)), self._fixed, self._buffers):
             for name in sorted(group):
@@ -245,8 +280,11 @@ class CurvatureOperator(SymmetricOperator):
         return {}
 
     # ------------------------------------------------------------------ model evaluation
-    def model_fn(self, inputs: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
-        """``theta -> model(inputs; theta)`` for the selected parameters, others fixed."""
+    def model_fn(self, inputs: Any) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+        """``theta -> model(inputs; theta)`` for the selected parameters, others fixed.
+
+        ``inputs`` is passed as the model's one argument whatever its structure (tensor, tuple,
+        mapping)."""
         names, fixed, buffers, model = self.layout.names, self._fixed, self._buffers, self.model
         fresh_buffers = self.train_mode  # train-mode BatchNorm updates buffers in place
 
@@ -295,15 +333,21 @@ class CurvatureOperator(SymmetricOperator):
     def _finalize(
         self, total: torch.Tensor, aux: list[torch.Tensor], block: torch.Tensor
     ) -> torch.Tensor:
-        """Turn the all-reduced sum over samples into the product; default: divide by N."""
-        return total / self.num_data
+        """Turn the all-reduced sum over samples into the product; default: times ``c``."""
+        return total / self.normaliser
+
+    @property
+    def normaliser(self) -> int:
+        """``1/c``: N for a mean-reduced loss (the matrix averages its per-sample terms), 1 for a
+        sum-reduced loss (it sums them)."""
+        return self.num_data if self.loss.reduction == "mean" else 1
 
     # ------------------------------------------------------------------ first-product checks
     def _first_use(self) -> None:
         if self._checked:
             return
         first = self.source.first_batch()
-        small = Batch(0, first.inputs[:DETERMINISM_SAMPLES], first.targets[:DETERMINISM_SAMPLES])
+        small = first.head(DETERMINISM_SAMPLES)
         outputs = self._forward_checked(small)
         if self.check_deterministic:
             self.source.check_first_batch_repeats(first)
@@ -330,11 +374,17 @@ class CurvatureOperator(SymmetricOperator):
                 outputs = self.model_fn(batch.inputs)(self.params)
         except InputError:
             raise
-        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        except (RuntimeError, TypeError, ValueError, LookupError) as err:
             raise InputError(
-                f"the model failed on a batch of inputs {tuple(batch.inputs.shape)} "
-                f"({batch.inputs.dtype}, {batch.inputs.device}): {err}"
+                f"the model failed on a batch of inputs {_describe_inputs(batch.inputs)}: {err}"
             ) from err
+        if outputs.ndim == 0 or outputs.shape[0] != batch.size:
+            raise InputError(
+                f"the model returned outputs of shape {tuple(outputs.shape)} for a batch of "
+                f"{batch.size} samples (inputs {describe(batch.inputs)}); the outputs must hold "
+                "the samples along their first dimension. If the batch size is counted wrongly, "
+                "pass batch_size_fn="
+            )
         value = check_loss_on_batch(self.loss, outputs, batch.targets)
         if not torch.isfinite(value):
             raise NonFiniteError(
@@ -424,11 +474,12 @@ class CurvatureOperator(SymmetricOperator):
         """
         try:
             return self._batch_product(batch, pieces)
-        except (RuntimeError, IndexError, ValueError) as err:
+        except (RuntimeError, LookupError, TypeError, ValueError) as err:
+            # LookupError/TypeError: a structured batch without a key or of another structure
             if batch.index == 0 or isinstance(err, CurvscopeError):
                 raise
             raise InputError(
-                f"batch {batch.index} of the data (inputs {tuple(batch.inputs.shape)}, targets "
+                f"batch {batch.index} of the data (inputs {describe(batch.inputs)}, targets "
                 f"{tuple(batch.targets.shape)}) failed in the model or the loss, although batch "
                 f"0 passed: {type(err).__name__}: {str(err).splitlines()[0]}. Every batch must "
                 "hold (inputs, targets) of the kind batch 0 holds; fix the dataset or its collate "
@@ -538,6 +589,12 @@ class CurvatureOperator(SymmetricOperator):
         self._cache.clear()
         self.cache_info.cached_batches = 0
         self.cache_info.cached_bytes = 0
+
+
+def _describe_inputs(inputs: Any) -> str:
+    if isinstance(inputs, torch.Tensor):
+        return f"{tuple(inputs.shape)} ({inputs.dtype}, {inputs.device})"
+    return describe(inputs)
 
 
 def _with_method(state: GraphState, method: str) -> GraphState:

@@ -12,6 +12,7 @@ from torch import nn
 from curvscope._validate import check_int
 from curvscope.errors import InputError
 from curvscope.operators._data import Batch
+from curvscope.operators._inputs import BatchSizeFn
 from curvscope.operators.curvature import CacheMode
 from curvscope.operators.output_space import OutputSpaceOperator
 
@@ -58,13 +59,14 @@ class FisherOperator(OutputSpaceOperator):
     Args:
         mc_samples: ``None`` for the exact expectation :math:`J^\\top E[r r^\\top] J`, available
             for cross-entropy (categorical), MSE (Gaussian with variance D/2, D = outputs per
-            sample, so that the loss is its negative log-likelihood up to a constant) and
-            BCE-with-logits (Bernoulli); there it equals the GGN. An integer draws that many labels
-            per input (Monte-Carlo Fisher).
+            sample, for a mean-reduced loss and 1/2 for a sum-reduced one, so that the
+            per-sample loss is its negative log-likelihood up to a constant) and BCE-with-logits
+            (Bernoulli); there it equals the GGN. An integer draws that many labels per input
+            sample (Monte-Carlo Fisher), independently for every sample.
         seed: seeds the label draws. Draws are frozen: batch ``j`` always gets the labels of
             ``(seed, rank, j)``, so every product sees the same matrix.
-        model, loss_fn, data, params, num_data, dtype, batch_size, check_deterministic, verify,
-            method, cache, cache_memory, train_mode, progress: as for
+        model, loss_fn, data, params, num_data, dtype, batch_size, batch_size_fn,
+            check_deterministic, verify, method, cache, cache_memory, train_mode, progress: as for
             :class:`~curvscope.operators.curvature.CurvatureOperator`.
 
     Label smoothing changes the loss, not the model's likelihood: the Fisher of a label-smoothed
@@ -83,6 +85,7 @@ class FisherOperator(OutputSpaceOperator):
         num_data: int | None = None,
         dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
+        batch_size_fn: BatchSizeFn | None = None,
         check_deterministic: bool = True,
         verify: bool = True,
         method: str = "auto",
@@ -99,6 +102,7 @@ class FisherOperator(OutputSpaceOperator):
             num_data=num_data,
             dtype=dtype,
             batch_size=batch_size,
+            batch_size_fn=batch_size_fn,
             check_deterministic=check_deterministic,
             verify=verify,
             method=method,

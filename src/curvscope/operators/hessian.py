@@ -23,7 +23,10 @@ class HessianOperator(CurvatureOperator):
 
     The object of every paper curvscope implements (paper 000 §3, paper 001 eq. 3, paper 003).
     Products ``H @ V`` for a block of k vectors cost one pass over the data; see
-    :class:`~curvscope.operators.curvature.CurvatureOperator` for every option.
+    :class:`~curvscope.operators.curvature.CurvatureOperator` for every option. With a
+    sum-reduced loss (``reduction="sum"``) it is the Hessian of the loss as written, the sum over
+    all N samples: :math:`H = \\nabla^2_\\theta \\sum_i \\ell_i`, N times the mean-reduced one
+    (for MSE and BCE-with-logits the sum also runs over the output entries, as torch's does).
 
     Methods (``method=``): ``"rev-rev"`` (reverse-over-reverse through one retained graph, the
     reference), ``"rev-rev-batched"`` (the k backward passes vmapped), ``"fwd-rev"`` (``vmap`` of
@@ -38,6 +41,20 @@ class HessianOperator(CurvatureOperator):
         >>> H = HessianOperator(model, nn.CrossEntropyLoss(), (x, y))
         >>> (H @ torch.randn(H.shape[0], 3)).shape
         torch.Size([26, 3])
+
+        A sum-reduced loss (the Hessian of the summed loss, N = 10 times the one above) and a
+        model that takes a dict:
+
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = model
+        ...     def forward(self, batch):
+        ...         return self.body(batch["x"])
+        >>> H_sum = HessianOperator(Net(), nn.CrossEntropyLoss(reduction="sum"), ({"x": x}, y))
+        >>> v = torch.randn(H.shape[0])
+        >>> torch.allclose(H_sum @ v, 10 * (H @ v), rtol=1e-4, atol=1e-5)
+        True
     """
 
     _methods = HESSIAN_METHODS

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from curvscope.operators._data import Batch
+from curvscope.operators._inputs import map_tensors
 from curvscope.operators.curvature import CurvatureOperator, EngineReport
 from curvscope.operators.ggn import GGNOperator
 from curvscope.operators.hessian import HessianOperator
@@ -59,7 +60,9 @@ def verify_engine(
     so that users can see which methods torch computes correctly for their model: torch 2.13's
     forward-over-reverse raises for ``nn.MSELoss`` (pytorch issue 123996) and nested forward mode
     is wrong for LayerNorm (issue 196700). Runs in float64 on the first 8 samples of the first
-    batch. Methods reported as not ``"ok"`` are never used by ``method="auto"``.
+    batch. Methods reported as not ``"ok"`` are never used by ``method="auto"``. ``data`` and
+    ``**kwargs`` are those of the operators: inputs of any structure the model takes (with
+    ``batch_size_fn=`` where needed), a mean- or sum-reduced loss.
 
     Example:
         >>> import torch
@@ -119,18 +122,18 @@ def _as_float64(
     op: CurvatureOperator, first: Batch
 ) -> Iterator[tuple[tuple[torch.Tensor, ...], Batch, float]]:
     saved = (op._dtype, op._fixed, op._buffers, op.params, op.source.dtype)
+    head = first.head(VERIFY_SAMPLES)
     try:
         op._dtype = torch.float64
         op._fixed = {n: t.to(op._cast(t)) for n, t in saved[1].items()}
         op._buffers = {n: t.to(op._cast(t)) for n, t in saved[2].items()}
         params = tuple(p.to(torch.float64) for p in saved[3])
         op.params = params
-        inputs = first.inputs[:VERIFY_SAMPLES]
-        targets = first.targets[:VERIFY_SAMPLES]
         small = Batch(
             0,
-            inputs.double() if inputs.is_floating_point() else inputs,
-            targets.double() if targets.is_floating_point() else targets,
+            map_tensors(head.inputs, _to_float64),
+            _to_float64(head.targets),
+            head.size,
         )
         try:
             op.model_fn(small.inputs)(params)
@@ -138,8 +141,12 @@ def _as_float64(
         except RuntimeError:  # the model cannot run in float64: verify in its own dtype
             op._dtype, op._fixed, op._buffers, op.params = saved[0], saved[1], saved[2], saved[3]
             params = saved[3]
-            small = Batch(0, first.inputs[:VERIFY_SAMPLES], first.targets[:VERIFY_SAMPLES])
+            small = head
             tol = float(torch.finfo(saved[0]).eps) ** 0.5
         yield params, small, tol
     finally:
         op._dtype, op._fixed, op._buffers, op.params, op.source.dtype = saved
+
+
+def _to_float64(t: torch.Tensor) -> torch.Tensor:
+    return t.double() if t.is_floating_point() else t
