@@ -171,7 +171,10 @@ def train_ensemble(
             f"inputs hold {n} samples but targets {targets.shape[lead]}; pass one target per input"
         )
     if grad_tol is not None and not (
-        full_batch and isinstance(grad_tol, (int, float)) and math.isfinite(grad_tol) and grad_tol >= 0
+        full_batch
+        and isinstance(grad_tol, (int, float))
+        and math.isfinite(grad_tol)
+        and grad_tol >= 0
     ):
         raise InputError(
             f"grad_tol must be a finite number >= 0 with full-batch GD (batch_size=None), got "
@@ -315,9 +318,11 @@ def _descend_to_tol(
                 x, y = x[keep], y[keep]
             buffers.update({k: v[keep] for k, v in buffers.items()})
         if momentum:
-            bufs = [t_.clone() for t_ in g] if bufs is None else [
-                b.mul(momentum).add_(v) for b, v in zip(bufs, g)
-            ]
+            bufs = (
+                [t_.clone() for t_ in g]
+                if bufs is None
+                else [b.mul(momentum).add_(v) for b, v in zip(bufs, g)]
+            )
             g = bufs
         params = {k: params[k].add(v, alpha=-lr) for k, v in zip(names, g)}
     return EnsembleResult(
