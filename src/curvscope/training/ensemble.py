@@ -291,19 +291,21 @@ def _descend_to_tol(
             raise NonFiniteError(
                 f"the loss of members with seeds {bad[:5]} became non-finite at step {t}; lower lr"
             )
-        norm = torch.sqrt(sum(v.flatten(1).pow(2).sum(1) for v in g)).to(torch.float64)
-        last[active] = loss
-        if t % record_every == 0:
-            history.append(last.clone())
+        norm = torch.linalg.vector_norm(torch.cat([v.flatten(1) for v in g], 1), dim=1)
         done = norm <= grad_tol
         if t == cap:
             done = torch.ones_like(done)
-        if done.any():
+        stop = bool(done.any())
+        if stop or t % record_every == 0:
+            last[active] = loss
+        if t % record_every == 0:
+            history.append(last.clone())
+        if stop:
             idx = active[done]
             for k in names:
                 final[k][idx] = params[k][done]
             member_steps[idx] = t
-            norms[idx] = norm[done]
+            norms[idx] = norm[done].to(torch.float64)
             for i in idx.tolist():
                 reasons[i] = "grad_tol" if t < cap or norms[i] <= grad_tol else "max_steps"
             keep = ~done
