@@ -507,6 +507,7 @@ def _run_rows(r: BlobsResult) -> tuple[tuple[Any, ...], ...]:
                 len(top),
                 ", ".join(f"{v:.3g}" for v in top[:4]),
                 float(run.eigenvalues[0]),
+                c["lr"] * float(run.eigenvalues[-1]),
                 _active(run),
             )
         )
@@ -535,9 +536,11 @@ def _convergence_text(r: BlobsResult) -> Text:
             + ", ".join(
                 f"{x.loss} P={x.num_params} (std {x.std:g}): {x.grad_norm:.2g}" for x in capped
             )
-            + ". With NLL on separable blobs the loss has no finite minimiser: the weights grow "
-            "without bound while L and ‖∇L‖ decay only polynomially in the step count, so a "
-            "constant step needs very many steps to reach a small gradient norm."
+            + ". GD with a constant step stalls far from a critical point where the spectrum "
+            "has tiny positive eigenvalues (the gradient along them shrinks by 1 − lr·λ a step) "
+            "and oscillates where lr·λ_max nears 2 (the stability edge; column lr·λ_max); with "
+            "NLL on separable blobs the loss has no finite minimiser at all, so L and ‖∇L‖ "
+            "decay only polynomially in the step count."
             if capped
             else "none hit the step cap."
         )
@@ -595,6 +598,7 @@ def sections(r: BlobsResult) -> tuple[Section, ...]:
             "outliers",
             "outlier values",
             "λ_min",
+            "lr·λ_max",
             "active units (init → trained)",
         ),
         _run_rows(r),
