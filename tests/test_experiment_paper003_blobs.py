@@ -131,6 +131,7 @@ def test_report_sections_and_figures(result: BlobsResult) -> None:
     figures = figures_for("small-nets-blobs", result)
     assert names <= set(figures)
     assert {"spectra", "heatmaps", "trajectory", "sweep"} <= set(figures)
+    assert len(result.summary()["grad_norm"]) == len(result.runs) + len(result.sweep)
 
 
 def test_laptop_preset_with_small_budgets_is_quick() -> None:
@@ -177,6 +178,7 @@ def test_dead_nets_are_detected_and_redraw_retrains_them() -> None:
     assert active_units(run.rebuild_model(), x) == run.active_final
     assert run.dead and 0 in run.active_final and 0 not in run.active_init
     assert "DEAD" in str(study.sections(first)[0]) and first.summary()["dead"]
+    assert len(first.summary()["grad_norm"]) == 1
     redrawn = run_blobs_study(study.config(overrides=[*base, "redraw_dead=true"])).runs[0]
     assert not redrawn.dead and redrawn.init_seed % 1000 == 0 and redrawn.init_seed > 0
     with torch.no_grad():

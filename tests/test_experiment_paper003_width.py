@@ -1,6 +1,6 @@
 """The paper-003 small-network studies: spectra against an independent dense float64 Hessian of
 the rebuilt network on the rebuilt data, claims recomputed from the result, the save round trip,
-the refusal of a P too large for a dense eigendecomposition, and the laptop preset's time."""
+the SLQ + top-k fallback against the dense path, and the laptop preset's time."""
 
 from __future__ import annotations
 
@@ -127,11 +127,38 @@ def test_save_and_load_round_trip(width_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_too_many_parameters_is_refused_before_training():
+def test_slq_fallback_agrees_with_the_dense_path():
+    """max_dense_params below P forces the SLQ + top-k path on the same trained net: the
+    outliers, λ_max and λ_min equal the dense eigenvalues (top_eigenpairs, 1e-8 relative), and
+    the SLQ zero fraction is within 4 probe standard errors plus the ambiguous (quadrature)
+    mass of the dense one."""
     study = get_study("small-nets-width")
-    config = study.config("laptop", overrides=["widths=10,500", "max_dense_params=6000"])
-    with pytest.raises(InputError, match=r"width 500 .* P = 37,510 .* max_dense_params"):
-        study.run(config)
+    base = ["widths=5", "max_steps=300", "grad_tol=1e-2", "data_options.per_class=3"]
+    dense = study.run(study.config("laptop", overrides=base)).spectra[0]
+    result = study.run(study.config("laptop", overrides=[*base, "max_dense_params=100"]))
+    approx = result.spectra[0]
+    assert (dense.method, approx.method) == ("dense", "slq")
+    assert approx.num_params == dense.num_params == 65 * 5 + 6 * 10
+    window = result.config["outlier_window"] or 4 * result.num_classes
+    assert approx.eigenvalues.size == window + 2  # the top_k largest and the smallest
+    scale = float(dense.eigenvalues.max())
+    np.testing.assert_allclose(approx.eigenvalues[1:], dense.eigenvalues[-window - 1 :],
+                               rtol=0, atol=1e-8 * scale)  # fmt: skip
+    assert abs(approx.eigenvalues[0] - dense.eigenvalues[0]) <= 1e-8 * scale
+    np.testing.assert_allclose(approx.outliers, dense.outliers, rtol=1e-8)
+    band = 4 * approx.zero_fraction_se + approx.zero_fraction_ambiguous
+    assert 0 < approx.zero_fraction_se and band < 0.5  # a bound that can fail
+    assert abs(approx.zero_fraction - dense.zero_fraction) <= band
+    assert approx.density_weights.sum() == pytest.approx(1.0)
+    text = str(study.sections(result))
+    assert "SLQ + top-k fallback for k=5" in text and "slq" in text
+    assert set(small_nets_figures(result)) == {"histograms", "log_histograms", "cumulative"}
+
+
+def test_bad_slq_settings_are_refused():
+    study = get_study("small-nets-width")
+    with pytest.raises(InputError, match="slq_probes"):
+        study.run(study.config("laptop", overrides=["widths=3", "slq_probes=1"]))
 
 
 def test_laptop_preset_is_quick():

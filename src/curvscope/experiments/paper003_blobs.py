@@ -268,10 +268,8 @@ class BlobsResult:
                 r.std: [float(r.eigenvalues[-1]), float(r.eigenvalues[-2])] for r in self.sweep
             },
             "grad_norm": {
-                f"{r.loss} P={r.num_params}" + (f" std={r.std:g}" if r in self.sweep else ""): (
-                    r.grad_norm
-                )
-                for r in (*self.runs, *self.sweep)
+                **{f"{r.loss} P={r.num_params}": r.grad_norm for r in self.runs},
+                **{f"sweep std={r.std:g}": r.grad_norm for r in self.sweep},
             },
             "dead": [
                 f"{r.loss} P={r.num_params} std={r.std:g}"
