@@ -167,3 +167,41 @@ def test_laptop_preset_is_quick():
     result = study.run(study.config("laptop", overrides=["widths=10", "max_steps=2000"]))
     assert time.perf_counter() - tick < 60  # about 2 s alone; the machine is shared
     assert result.spectra[0].num_params == 65 * 10 + 11 * 10
+
+
+@pytest.mark.parametrize("name", ["small-nets-width", "small-nets-random-inputs"])
+def test_paper_preset_runs_on_a_fake_mnist_folder(name, tmp_path):
+    """The `paper` preset's code path (MNIST from data_dir, a random per-class subset,
+    784 inputs) on a fake MNIST folder, at a reduced size (2 images per class, width 1)."""
+    from _fake_mnist import write_fake_mnist
+
+    written = write_fake_mnist(tmp_path / "mnist")
+    study = get_study(name)
+    width = "widths=1" if name == "small-nets-width" else "width=1"
+    overrides = [f"data_dir={tmp_path / 'mnist'}", "data_options.per_class=2", width,
+                 "max_steps=20"]  # fmt: skip
+    config = study.config("paper", overrides=overrides)
+    assert config.data == "mnist" and config.data_options["per_class_seed"] == 0
+    result = study.run(config)
+    assert (result.num_samples, result.input_dim, result.num_classes) == (20, 784, 10)
+    assert all(s.method == "dense" and s.num_params == 785 + 2 * 10 for s in result.spectra)
+    x, y = result.rebuild_data("real")
+    assert torch.bincount(y, minlength=10).tolist() == [2] * 10
+    images = torch.from_numpy(written["train"][0].reshape(30, -1).astype(np.float64))
+    # every chosen image is one of the fake folder's, up to the loader's affine scaling
+    corr = torch.corrcoef(torch.cat([x, images]))[:20, 20:]
+    assert bool((corr.max(dim=1).values > 1 - 1e-9).all())
+    assert study.sections(result) and study.claims(result)
+
+
+def test_memory_decides_the_method(monkeypatch):
+    """A P under max_dense_params still goes to SLQ when 3·8·P² bytes exceed the memory."""
+    import curvscope._memory
+    from curvscope.experiments.paper003_width import _dense_fits, dense_bytes
+
+    config = get_study("small-nets-width").config("paper")
+    assert dense_bytes(55_660) == 3 * 8 * 55_660**2  # k = 70 on MNIST: about 69 GiB
+    monkeypatch.setattr(curvscope._memory, "available_memory", lambda device: 2**30)
+    assert _dense_fits(config, 6000)  # 0.8 GiB
+    assert not _dense_fits(config, 7000)  # 1.1 GiB > 1 GiB
+    assert not _dense_fits(get_study("small-nets-width").config("laptop"), 6001)
