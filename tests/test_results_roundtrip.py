@@ -384,7 +384,18 @@ def _small_nets() -> dict[str, Callable[[], list[Any]]]:
     )
     return {
         "SmallNetData": lambda: [data, SmallNetData("mnist", {}, 1, "/data")],
-        "SmallNetSpectrum": lambda: [spectrum],
+        "SmallNetSpectrum": lambda: [
+            spectrum,
+            dataclasses.replace(
+                spectrum,
+                method="slq",
+                params=40,
+                zero_fraction_se=0.01,
+                zero_fraction_ambiguous=0.02,
+                density_nodes=np.array([0.0, 1.0]),
+                density_weights=np.array([0.75, 0.25]),
+            ),
+        ],
         "SmallNetsResult": lambda: [result],
     }
 
