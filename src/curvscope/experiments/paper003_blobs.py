@@ -528,7 +528,17 @@ def _convergence_text(r: BlobsResult) -> Text:
     capped = [x for x in every if x.stop_reason != "grad_tol"]
     dead = [x for x in every if x.dead]
     parts = [
-        f"{len(reached)} of {len(every)} nets reached ‖∇L‖ ≤ {c['grad_tol']:g}; "
+        f"{len(reached)} of {len(every)} nets reached ‖∇L‖ ≤ {c['grad_tol']:g}"
+        + (
+            " ("
+            + ", ".join(
+                f"{x.loss} P={x.num_params} std {x.std:g}{', dead' if x.dead else ''}"
+                for x in reached
+            )
+            + "); "
+            if reached
+            else "; "
+        )
         + (
             f"{len(capped)} stopped at the {c['max_steps']}-step cap with ‖∇L‖ "
             + ", ".join(
@@ -545,8 +555,9 @@ def _convergence_text(r: BlobsResult) -> Text:
     ]
     if dead:
         parts.append(
-            "Dead nets (all ReLUs of a hidden layer off on every sample; the output is the same "
-            "for every input, so its Hessian is that of the last bias only): "
+            "Dead nets (all ReLUs of a hidden layer off on every sample: the output is the same "
+            "for every input, a constant classifier, and every weight before that layer has "
+            "zero gradient and zero curvature): "
             + ", ".join(f"{x.loss} P={x.num_params} (std {x.std:g})" for x in dead)
             + (
                 ": still dead after 10 redraws (redraw_dead)."
