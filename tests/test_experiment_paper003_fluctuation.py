@@ -110,3 +110,13 @@ def test_presets() -> None:
     study = get_study("small-nets-init-fluctuation")
     assert study.config("laptop").members == 1000
     assert study.config("paper").members == 5000
+
+
+def test_a_result_of_the_fixed_step_version_still_renders(result: FluctuationResult) -> None:
+    """Results saved before grad_tol (config "steps", no per-member steps) load and render."""
+    config = {k: v for k, v in result.config.items() if k not in ("grad_tol", "max_steps")}
+    old = FluctuationResult(
+        **{**result.__dict__, "config": {**config, "steps": 150}, "steps": None}
+    )
+    assert get_study("small-nets-init-fluctuation").sections(old)
+    assert old.summary()["converged"] == 0 and old.summary()["steps_quantiles"] == {}

@@ -305,7 +305,8 @@ def run_fluctuation_study(
 # ---------------------------------------------------------------------- report content
 def sections(r: FluctuationResult) -> tuple[Section, ...]:
     """The report of the study, as data."""
-    c = r.config
+    # results of older versions ran a fixed number of steps (config "steps", no grad_tol)
+    c = {"grad_tol": 0.0, "max_steps": r.config.get("steps"), **r.config}
     s = r.summary()
     q = s["lambda_max_quantiles"]
     setup = Text(
