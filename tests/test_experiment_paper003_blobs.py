@@ -131,6 +131,7 @@ def test_report_sections_and_figures(result: BlobsResult) -> None:
     figures = figures_for("small-nets-blobs", result)
     assert names <= set(figures)
     assert {"spectra", "heatmaps", "trajectory", "sweep"} <= set(figures)
+    assert len(result.summary()["grad_norm"]) == len(result.runs) + len(result.sweep)
 
 
 def test_laptop_preset_with_small_budgets_is_quick() -> None:
@@ -140,3 +141,46 @@ def test_laptop_preset_with_small_budgets_is_quick() -> None:
     r = run_blobs_study(config)
     assert time.perf_counter() - tick < 30
     assert [run.num_params for run in r.runs[:5]] == [18, 74, 162, 282, 434]
+
+
+@pytest.mark.parametrize("where", ["runs", "sweep"])
+def test_padded_ensemble_run_equals_its_single_gradient_descent(result: BlobsResult, where) -> None:
+    """The nets are trained together, zero-padded to the widest; each must equal the plain GD
+    run of its own net: the same steps, stop reason and weights (padding is exact for ReLU)."""
+    from curvscope.experiments.paper003_blobs import blobs_net
+    from curvscope.training import gradient_descent
+
+    c = result.config
+    picks = [result.runs[1], result.runs[3]] if where == "runs" else [result.sweep[-1]]
+    for run in picks:
+        net = blobs_net(run.width, seed=run.init_seed, radius=run.radius)
+        x, y = run.rebuild_data()
+        d = gradient_descent(net, run.rebuild_loss(), x, y, lr=c["lr"],
+                             max_steps=c["max_steps"], grad_tol=c["grad_tol"])  # fmt: skip
+        assert (run.steps, run.stop_reason) == (d.steps, d.stop_reason)
+        assert run.grad_norm == pytest.approx(d.grad_norm, rel=1e-8)
+        for k, v in net.state_dict().items():
+            np.testing.assert_allclose(run.weights[k], v.numpy(), atol=1e-10, rtol=0)
+
+
+def test_dead_nets_are_detected_and_redraw_retrains_them() -> None:
+    """NLL P = 18 at seed 0 dies in training (all ReLUs of a layer off on every sample): the
+    run says so; with redraw_dead the net is retrained from seed 1000·j until alive."""
+    from curvscope.experiments.paper003_blobs import active_units
+
+    torch.set_num_threads(1)
+    base = ["widths=2", "losses=nll", "num_samples=60", "max_steps=2000", "trajectory_steps=",
+            "sweep_stds="]  # fmt: skip
+    study = get_study("small-nets-blobs")
+    first = run_blobs_study(study.config(overrides=base))
+    run = first.runs[0]
+    x, _ = run.rebuild_data()
+    assert active_units(run.rebuild_model(), x) == run.active_final
+    assert run.dead and 0 in run.active_final and 0 not in run.active_init
+    assert "DEAD" in str(study.sections(first)[0]) and first.summary()["dead"]
+    assert len(first.summary()["grad_norm"]) == 1
+    redrawn = run_blobs_study(study.config(overrides=[*base, "redraw_dead=true"])).runs[0]
+    assert not redrawn.dead and redrawn.init_seed % 1000 == 0 and redrawn.init_seed > 0
+    with torch.no_grad():
+        out = run.rebuild_model()(x)
+    assert torch.allclose(out, out[:1].expand_as(out))  # dead: the same output for every input

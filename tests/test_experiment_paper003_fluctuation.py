@@ -19,7 +19,7 @@ from curvscope.experiments.paper003_fluctuation import (
 )
 from curvscope.plots.registry import figures_for
 
-SMALL = ["members=4", "steps=150", "num_samples=60", "first_seed=7", "chunk=3"]
+SMALL = ["members=4", "max_steps=150", "grad_tol=0.06", "num_samples=60", "first_seed=7", "chunk=3"]
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +30,24 @@ def result() -> FluctuationResult:
 
 
 def test_members_equal_single_runs(result: FluctuationResult) -> None:
+    """Each member == gradient_descent of its own init to the same gradient target and cap:
+    the same steps and weights (a member that stops is frozen while the others go on)."""
+    from curvscope.training import gradient_descent
+
     x, y = result.rebuild_data()
     c = result.config
     assert result.num_params == blobs_num_params(6) == 74
     assert result.training_path == "stacked"
+    reasons = []
     for r, seed in enumerate(result.seeds):
         net = blobs_net(result.width, seed=seed, radius=result.radius)
         start = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
         assert abs(float(start.norm()) - result.radius) < 1e-12
-        opt = torch.optim.SGD(net.parameters(), lr=c["lr"])
-        for _ in range(c["steps"]):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x), y).backward()
-            opt.step()
+        d = gradient_descent(net, nn.CrossEntropyLoss(), x, y, lr=c["lr"],
+                             max_steps=c["max_steps"], grad_tol=c["grad_tol"])  # fmt: skip
+        assert int(result.steps[r]) == d.steps
+        assert abs(result.grad_norm[r] - d.grad_norm) <= 1e-10 * d.grad_norm
+        reasons.append(d.stop_reason)
         single = torch.cat([p.detach().reshape(-1) for p in net.parameters()]).numpy()
         np.testing.assert_allclose(result.weights[r], single, atol=1e-12, rtol=0)
         rebuilt = result.rebuild_initial(r)
@@ -52,6 +57,9 @@ def test_members_equal_single_runs(result: FluctuationResult) -> None:
                 rebuilt.parameters(), blobs_net(6, seed=seed, radius=result.radius).parameters()
             )
         )
+    assert set(reasons) == {"grad_tol", "max_steps"}  # the case exercises both stops
+    assert result.summary()["converged"] == reasons.count("grad_tol")
+    assert list(result.converged()) == [x == "grad_tol" for x in reasons]
 
 
 def _reference_top(result: FluctuationResult, r: int) -> float:
@@ -102,3 +110,13 @@ def test_presets() -> None:
     study = get_study("small-nets-init-fluctuation")
     assert study.config("laptop").members == 1000
     assert study.config("paper").members == 5000
+
+
+def test_a_result_of_the_fixed_step_version_still_renders(result: FluctuationResult) -> None:
+    """Results saved before grad_tol (config "steps", no per-member steps) load and render."""
+    config = {k: v for k, v in result.config.items() if k not in ("grad_tol", "max_steps")}
+    old = FluctuationResult(
+        **{**result.__dict__, "config": {**config, "steps": 150}, "steps": None}
+    )
+    assert get_study("small-nets-init-fluctuation").sections(old)
+    assert old.summary()["converged"] == 0 and old.summary()["steps_quantiles"] == {}

@@ -1,6 +1,6 @@
 """The paper-003 small-network studies: spectra against an independent dense float64 Hessian of
 the rebuilt network on the rebuilt data, claims recomputed from the result, the save round trip,
-the refusal of a P too large for a dense eigendecomposition, and the laptop preset's time."""
+the SLQ + top-k fallback against the dense path, and the laptop preset's time."""
 
 from __future__ import annotations
 
@@ -127,11 +127,38 @@ def test_save_and_load_round_trip(width_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_too_many_parameters_is_refused_before_training():
+def test_slq_fallback_agrees_with_the_dense_path():
+    """max_dense_params below P forces the SLQ + top-k path on the same trained net: the
+    outliers, λ_max and λ_min equal the dense eigenvalues (top_eigenpairs, 1e-8 relative), and
+    the SLQ zero fraction is within 4 probe standard errors plus the ambiguous (quadrature)
+    mass of the dense one."""
     study = get_study("small-nets-width")
-    config = study.config("laptop", overrides=["widths=10,500", "max_dense_params=6000"])
-    with pytest.raises(InputError, match=r"width 500 .* P = 37,510 .* max_dense_params"):
-        study.run(config)
+    base = ["widths=5", "max_steps=300", "grad_tol=1e-2", "data_options.per_class=3"]
+    dense = study.run(study.config("laptop", overrides=base)).spectra[0]
+    result = study.run(study.config("laptop", overrides=[*base, "max_dense_params=100"]))
+    approx = result.spectra[0]
+    assert (dense.method, approx.method) == ("dense", "slq")
+    assert approx.num_params == dense.num_params == 65 * 5 + 6 * 10
+    window = result.config["outlier_window"] or 4 * result.num_classes
+    assert approx.eigenvalues.size == window + 2  # the top_k largest and the smallest
+    scale = float(dense.eigenvalues.max())
+    np.testing.assert_allclose(approx.eigenvalues[1:], dense.eigenvalues[-window - 1 :],
+                               rtol=0, atol=1e-8 * scale)  # fmt: skip
+    assert abs(approx.eigenvalues[0] - dense.eigenvalues[0]) <= 1e-8 * scale
+    np.testing.assert_allclose(approx.outliers, dense.outliers, rtol=1e-8)
+    band = 4 * approx.zero_fraction_se + approx.zero_fraction_ambiguous
+    assert 0 < approx.zero_fraction_se and band < 0.5  # a bound that can fail
+    assert abs(approx.zero_fraction - dense.zero_fraction) <= band
+    assert approx.density_weights.sum() == pytest.approx(1.0)
+    text = str(study.sections(result))
+    assert "SLQ + top-k fallback for k=5" in text and "slq" in text
+    assert set(small_nets_figures(result)) == {"histograms", "log_histograms", "cumulative"}
+
+
+def test_bad_slq_settings_are_refused():
+    study = get_study("small-nets-width")
+    with pytest.raises(InputError, match="slq_probes"):
+        study.run(study.config("laptop", overrides=["widths=3", "slq_probes=1"]))
 
 
 def test_laptop_preset_is_quick():
@@ -140,3 +167,41 @@ def test_laptop_preset_is_quick():
     result = study.run(study.config("laptop", overrides=["widths=10", "max_steps=2000"]))
     assert time.perf_counter() - tick < 60  # about 2 s alone; the machine is shared
     assert result.spectra[0].num_params == 65 * 10 + 11 * 10
+
+
+@pytest.mark.parametrize("name", ["small-nets-width", "small-nets-random-inputs"])
+def test_paper_preset_runs_on_a_fake_mnist_folder(name, tmp_path):
+    """The `paper` preset's code path (MNIST from data_dir, a random per-class subset,
+    784 inputs) on a fake MNIST folder, at a reduced size (2 images per class, width 1)."""
+    from _fake_mnist import write_fake_mnist
+
+    written = write_fake_mnist(tmp_path / "mnist")
+    study = get_study(name)
+    width = "widths=1" if name == "small-nets-width" else "width=1"
+    overrides = [f"data_dir={tmp_path / 'mnist'}", "data_options.per_class=2", width,
+                 "max_steps=20"]  # fmt: skip
+    config = study.config("paper", overrides=overrides)
+    assert config.data == "mnist" and config.data_options["per_class_seed"] == 0
+    result = study.run(config)
+    assert (result.num_samples, result.input_dim, result.num_classes) == (20, 784, 10)
+    assert all(s.method == "dense" and s.num_params == 785 + 2 * 10 for s in result.spectra)
+    x, y = result.rebuild_data("real")
+    assert torch.bincount(y, minlength=10).tolist() == [2] * 10
+    images = torch.from_numpy(written["train"][0].reshape(30, -1).astype(np.float64))
+    # every chosen image is one of the fake folder's, up to the loader's affine scaling
+    corr = torch.corrcoef(torch.cat([x, images]))[:20, 20:]
+    assert bool((corr.max(dim=1).values > 1 - 1e-9).all())
+    assert study.sections(result) and study.claims(result)
+
+
+def test_memory_decides_the_method(monkeypatch):
+    """A P under max_dense_params still goes to SLQ when 3·8·P² bytes exceed the memory."""
+    import curvscope._memory
+    from curvscope.experiments.paper003_width import _dense_fits, dense_bytes
+
+    config = get_study("small-nets-width").config("paper")
+    assert dense_bytes(55_660) == 3 * 8 * 55_660**2  # k = 70 on MNIST: about 69 GiB
+    monkeypatch.setattr(curvscope._memory, "available_memory", lambda device: 2**30)
+    assert _dense_fits(config, 6000)  # 0.8 GiB
+    assert not _dense_fits(config, 7000)  # 1.1 GiB > 1 GiB
+    assert not _dense_fits(get_study("small-nets-width").config("laptop"), 6001)

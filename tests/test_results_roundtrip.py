@@ -336,7 +336,17 @@ def _others() -> dict[str, Callable[[], list[Any]]]:
                 seeds=(0, 1),
                 steps=2,
                 path="stacked",
-            )
+            ),
+            EnsembleResult(
+                parameters={"0.weight": torch.ones(2, 3, dtype=torch.float64)},
+                losses=torch.tensor([[1.0], [2.0]]),
+                seeds=(0, 1),
+                steps=4,
+                path="stacked",
+                member_steps=(4, 2),
+                grad_norms=torch.tensor([1e-3, 1e-5], dtype=torch.float64),
+                stop_reasons=("max_steps", "grad_tol"),
+            ),
         ],
         "Iterate": lambda: [
             Iterate(
@@ -389,7 +399,18 @@ def _small_nets() -> dict[str, Callable[[], list[Any]]]:
     )
     return {
         "SmallNetData": lambda: [data, SmallNetData("mnist", {}, 1, "/data")],
-        "SmallNetSpectrum": lambda: [spectrum],
+        "SmallNetSpectrum": lambda: [
+            spectrum,
+            dataclasses.replace(
+                spectrum,
+                method="slq",
+                params=40,
+                zero_fraction_se=0.01,
+                zero_fraction_ambiguous=0.02,
+                density_nodes=np.array([0.0, 1.0]),
+                density_weights=np.array([0.75, 0.25]),
+            ),
+        ],
         "SmallNetsResult": lambda: [result],
     }
 
@@ -470,6 +491,9 @@ def _blobs() -> dict[str, Callable[[], list[Any]]]:
         weights={"0.weight": np.ones((2, 2))},
         data={"name": "blobs", "options": {"num_samples": 10, "std": 0.5}, "seed": 0},
         hessian=np.eye(3),
+        init_seed=1000,
+        active_init=(2, 1),
+        active_final=(2, 0),
     )
     point = TrajectoryPoint(20, 0.6, 0.1, np.array([0.0, 1.0]))
     result = BlobsResult({"zero_tol": 1e-3}, (run,), (point,), None, (run,), {"all": 1.0})
@@ -517,8 +541,9 @@ def _fluctuation() -> dict[str, Callable[[], list[Any]]]:
         weights=np.ones((2, 18)),
         data={"name": "blobs", "options": {"num_samples": 10, "std": 0.5}, "seed": 0},
         timings={"training": 1.0, "spectra": 0.5},
+        steps=np.array([5, 7]),
     )
-    return {"FluctuationResult": lambda: [result]}
+    return {"FluctuationResult": lambda: [result, dataclasses.replace(result, steps=None)]}
 
 
 def _decomposition() -> dict[str, Callable[[], list[Any]]]:

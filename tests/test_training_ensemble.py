@@ -232,3 +232,47 @@ def test_stacked_tanh_network_equals_the_loop_after_300_steps():
         _single(s, x, y, lr=0.05, momentum=0.0, steps=300, net=net, loss=loss) for s in seeds
     ]
     assert _max_diff(result, singles, net) <= 1e-12
+
+
+@pytest.mark.parametrize("path", ["stacked", "vmap"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-data", "per-member-data"])
+def test_grad_tol_stops_each_member_as_gradient_descent_does(path, shared):
+    """Per-member stopping == gradient_descent(max_steps=cap, grad_tol) of each member alone:
+    same steps, stop reason, final gradient norm and weights; stopped members stay frozen."""
+    from curvscope.training import gradient_descent
+
+    seeds = list(range(7))
+    x, y = _data(30, None if shared else len(seeds))
+    cap, tol = 300, 0.03
+    result = train_ensemble(
+        _net, seeds, x, y, loss_fn=nn.CrossEntropyLoss(), lr=0.5, steps=cap, grad_tol=tol,
+        path=path, per_member_data=not shared, record_every=10,
+    )  # fmt: skip
+    reasons = set()
+    for r, s in enumerate(seeds):
+        model = _net(s)
+        xs, ys = (x, y) if shared else (x[r], y[r])
+        d = gradient_descent(model, nn.CrossEntropyLoss(), xs, ys, lr=0.5, max_steps=cap,
+                             grad_tol=tol)  # fmt: skip
+        assert result.member_steps[r] == d.steps
+        assert result.stop_reasons[r] == d.stop_reason
+        assert abs(float(result.grad_norms[r]) - d.grad_norm) <= 1e-12
+        assert _max_diff_one(result, r, model) <= 1e-12
+        reasons.add(d.stop_reason)
+    assert reasons == {"grad_tol", "max_steps"}  # the case exercises both stops
+    assert result.steps == max(result.member_steps)
+    assert result.losses.shape == (len(seeds), result.steps // 10 + 1)
+
+
+def _max_diff_one(result, r, model):
+    return max(
+        float((p.detach() - q.detach()).abs().max())
+        for p, q in zip(model.parameters(), result.member(_net, r).parameters(), strict=True)
+    )
+
+
+def test_grad_tol_needs_full_batch():
+    x, y = _data()
+    with pytest.raises(InputError, match="grad_tol"):
+        train_ensemble(_net, [0], x, y, loss_fn=nn.CrossEntropyLoss(), lr=0.1, epochs=1,
+                       batch_size=8, grad_tol=1e-3)  # fmt: skip

@@ -4,7 +4,16 @@ on two Gaussian blobs (Sagun, Bottou & LeCun 2017, §3; spec ``theory.md`` §4.2
 Five architectures h = 2, 6, 10, 14, 18 (P = (h + 3)^2 - 7 = 18, 74, 162, 282, 434), trained by
 full-batch GD with a constant step from :math:`w_0 = R u` (u uniform on the unit sphere of
 R^P, :math:`R = \\text{init_scale} \\sqrt{P}`) until :math:`\\|\\nabla L\\| \\le` ``grad_tol``
-(or the step cap), with softmax + NLL and with MSE on one-hot targets; the exact float64
+(or the step cap), with softmax + NLL and with MSE on one-hot targets. All nets of one loss
+(the architectures and the std sweep) are trained at once by
+:func:`~curvscope.training.train_ensemble` with per-member stopping: each net is zero-padded
+to the widest hidden width, which is exact for ReLU nets (a padded unit has zero weights in
+and out, so its pre-activation is 0, ReLU'(0) = 0 in torch and every padded gradient entry is
+exactly 0; the real entries see the same sums plus exact zeros), so a member equals its
+single GD run (tested to 1e-10). Nets whose ReLUs are all off in a hidden layer on every
+sample (a constant output: "dead") are detected at init and after training and reported;
+``redraw_dead`` retrains a net that is dead after training from a new init (seed + 1000·j),
+and the report says which. The exact float64
 Hessian of each is eigendecomposed (paper figs. 4, 5), kept whole for the heatmaps (fig. 6),
 computed every 10 GD steps over steps 20-100 for one architecture (fig. 7), and over a sweep of
 the blobs' std for one architecture (figs. 3, 9: the top two eigenvalues against the std).
@@ -49,6 +58,7 @@ __all__ = [
     "BlobsRun",
     "BlobsStudyConfig",
     "TrajectoryPoint",
+    "active_units",
     "blobs_net",
     "blobs_num_params",
     "outliers",
@@ -63,6 +73,9 @@ LossName = Literal["nll", "mse"]
 class BlobsStudyConfig(StudyConfig):
     """Everything ``small-nets-blobs`` computes from (defaults: the laptop scale).
 
+    ``redraw_dead`` retrains a net that is dead after training (all ReLUs of a hidden layer
+    off on every sample) from seed ``seed + 1000·j``, j = 1..10 (off by default: dead nets are
+    reported as they are).
     ``init_scale`` sets the init radius :math:`R = \\text{init_scale}\\sqrt{P}` (the paper fixes
     R per P without stating it); ``zero_tol`` counts :math:`|\\lambda| \\le
     \\text{zero_tol}\\,\\lambda_{max}` as the zero bulk and ``outlier_tol`` counts
@@ -85,6 +98,7 @@ class BlobsStudyConfig(StudyConfig):
     sweep_stds: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
     zero_tol: float = 1e-3
     outlier_tol: float = 0.1
+    redraw_dead: bool = False
 
     def __post_init__(self) -> None:
         bad = [x for x in self.losses if x not in ("nll", "mse")]
@@ -155,6 +169,9 @@ class BlobsRun:
         weights: the state dict as float64 arrays.
         data: ``{"name", "options", "seed"}`` of :func:`curvscope.data.load_dataset`.
         hessian: the dense Hessian (only for the heatmap sizes), else ``None``.
+        init_seed: the seed of w0 (``config.seed`` unless a dead init was redrawn).
+        active_init, active_final: per hidden layer, the units active (> 0) on at least one
+            sample, at w0 and after training; a 0 means the net is dead (constant output).
     """
 
     width: int
@@ -170,6 +187,14 @@ class BlobsRun:
     weights: dict[str, np.ndarray] = field(repr=False)
     data: dict[str, Any]
     hessian: np.ndarray | None = field(default=None, repr=False)
+    init_seed: int = 0
+    active_init: tuple[int, ...] = ()
+    active_final: tuple[int, ...] = ()
+
+    @property
+    def dead(self) -> bool:
+        """All ReLUs of some hidden layer off on every sample after training."""
+        return 0 in self.active_final
 
     def rebuild_model(self) -> nn.Sequential:
         """The network at the weights the spectrum was computed at."""
@@ -242,6 +267,15 @@ class BlobsResult:
             "sweep_top2": {
                 r.std: [float(r.eigenvalues[-1]), float(r.eigenvalues[-2])] for r in self.sweep
             },
+            "grad_norm": {
+                **{f"{r.loss} P={r.num_params}": r.grad_norm for r in self.runs},
+                **{f"sweep std={r.std:g}": r.grad_norm for r in self.sweep},
+            },
+            "dead": [
+                f"{r.loss} P={r.num_params} std={r.std:g}"
+                for r in (*self.runs, *self.sweep)
+                if r.dead
+            ],
         }
 
 
@@ -272,50 +306,124 @@ def _data(config: BlobsStudyConfig, std: float) -> dict[str, Any]:
     }
 
 
-def _train_run(
-    config: BlobsStudyConfig,
-    width: int,
-    loss: str,
-    std: float,
-    *,
-    max_steps: int | None = None,
-    keep_hessian: bool = False,
-) -> BlobsRun:
-    from curvscope.training import gradient_descent
+def active_units(net: nn.Sequential, x: torch.Tensor) -> tuple[int, ...]:
+    """Per hidden ReLU layer, the units that are > 0 on at least one row of ``x``; a 0 means
+    the layer is off on every sample, so the output does not depend on the input ("dead")."""
+    counts, h = [], x
+    with torch.no_grad():
+        for module in net:
+            h = module(h)
+            if isinstance(module, nn.ReLU):
+                counts.append(int((h > 0).any(0).sum()))
+    return tuple(counts)
 
-    P = blobs_num_params(width)
-    radius = config.init_scale * P**0.5
-    data = _data(config, std)
-    # the data first: the run rebuilds it exactly as a reader of the result will
-    stub = BlobsRun(width, loss, std, P, radius, 0, 0.0, 0.0, "", np.zeros(0), {}, data)
-    x, y = stub.rebuild_data()
-    net = blobs_net(width, seed=config.seed, radius=radius)
-    descent = gradient_descent(
-        net,
-        _loss(loss),
-        x,
-        y,
-        lr=config.lr,
-        max_steps=config.max_steps if max_steps is None else max_steps,
-        grad_tol=config.grad_tol,
-        record_every=max(config.max_steps, 1),
-    )
-    hessian = _dense_hessian(net, loss, x, y)
-    return BlobsRun(
-        width=width,
-        loss=loss,
-        std=float(std),
-        num_params=P,
-        radius=radius,
-        steps=descent.steps,
-        loss_value=descent.loss,
-        grad_norm=descent.grad_norm,
-        stop_reason=descent.stop_reason,
-        eigenvalues=_spectrum(hessian),
-        weights={k: v.detach().numpy().copy() for k, v in net.state_dict().items()},
-        data=data,
-        hessian=hessian if keep_hessian else None,
-    )
+
+@dataclass(frozen=True)
+class _Spec:
+    width: int
+    loss: str
+    std: float
+    keep_hessian: bool = False
+
+
+def _padded(net: nn.Sequential, width: int) -> nn.Sequential:
+    """``net`` (2-h-h-2) inside a 2-width-width-2 net, every extra weight 0."""
+    big = blobs_net(width, seed=0)
+    with torch.no_grad():
+        for p in big.parameters():
+            p.zero_()
+        for small, large in zip(net.parameters(), big.parameters()):
+            large[tuple(slice(0, n) for n in small.shape)] = small
+    return big
+
+
+def _unpadded(flat: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    shapes = {k: v.shape for k, v in blobs_net(width, seed=0).state_dict().items()}
+    return {k: flat[k][tuple(slice(0, n) for n in shapes[k])].clone() for k in shapes}
+
+
+def _train_runs(config: BlobsStudyConfig, specs: list[_Spec]) -> list[BlobsRun]:
+    """Every spec trained (:func:`_train_group`); with ``redraw_dead``, the nets dead after
+    training are trained again from seed ``seed + 1000·j`` (j = 1..10) until alive."""
+    seeds = [config.seed] * len(specs)
+    runs = _train_group(config, specs, seeds)
+    for j in range(1, 11 if config.redraw_dead else 1):
+        dead = [i for i, run in enumerate(runs) if run.dead]
+        if not dead:
+            break
+        for i in dead:
+            seeds[i] = config.seed + 1000 * j
+        again = _train_group(config, [specs[i] for i in dead], [seeds[i] for i in dead])
+        for i, run in zip(dead, again):
+            runs[i] = run
+    return runs
+
+
+def _train_group(config: BlobsStudyConfig, specs: list[_Spec], seeds: list[int]) -> list[BlobsRun]:
+    """Every spec trained by GD with per-member stopping, one ensemble per loss (nets
+    zero-padded to the widest; see the module docstring), then the exact spectra."""
+    from curvscope.training import OneHotMSELoss, train_ensemble
+
+    runs: dict[int, BlobsRun] = {}
+    for loss in ("nll", "mse"):
+        members = [i for i, sp in enumerate(specs) if sp.loss == loss]
+        if not members:
+            continue
+        wide = max(specs[i].width for i in members)
+        datas, xs, ys, nets = [], [], [], []
+        for i in members:
+            sp = specs[i]
+            data = _data(config, sp.std)
+            stub = BlobsRun(sp.width, loss, sp.std, 0, 0.0, 0, 0.0, 0.0, "", np.zeros(0), {}, data)
+            x, y = stub.rebuild_data()
+            radius = config.init_scale * blobs_num_params(sp.width) ** 0.5
+            datas.append(data), xs.append(x), ys.append(y)
+            nets.append(blobs_net(sp.width, seed=seeds[i], radius=radius))
+        targets = torch.stack(
+            ys if loss == "nll" else [OneHotMSELoss(2).targets(y, torch.float64) for y in ys]
+        )
+        ensemble = train_ensemble(
+            lambda r, nets=nets, wide=wide: _padded(nets[r], wide),
+            list(range(len(members))),
+            torch.stack(xs),
+            targets,
+            loss_fn=nn.CrossEntropyLoss() if loss == "nll" else nn.MSELoss(),
+            lr=config.lr,
+            steps=config.max_steps,
+            grad_tol=config.grad_tol,
+            per_member_data=True,
+            record_every=max(config.max_steps, 1),
+        )
+        for r, i in enumerate(members):
+            sp = specs[i]
+            P = blobs_num_params(sp.width)
+            net = blobs_net(sp.width, seed=0)
+            net.load_state_dict(
+                _unpadded({k: v[r] for k, v in ensemble.parameters.items()}, sp.width)
+            )
+            x, y = xs[r], ys[r]
+            with torch.no_grad():
+                value = float(_loss(loss)(net(x), y))
+            hessian = _dense_hessian(net, loss, x, y)
+            runs[i] = BlobsRun(
+                width=sp.width,
+                loss=loss,
+                std=float(sp.std),
+                num_params=P,
+                radius=config.init_scale * P**0.5,
+                steps=ensemble.member_steps[r],
+                loss_value=value,
+                grad_norm=float(ensemble.grad_norms[r]),
+                stop_reason=ensemble.stop_reasons[r],
+                eigenvalues=_spectrum(hessian),
+                weights={k: v.detach().numpy().copy() for k, v in net.state_dict().items()},
+                data=datas[r],
+                hessian=hessian if sp.keep_hessian else None,
+                init_seed=seeds[i],
+                active_init=active_units(nets[r], x),
+                active_final=active_units(net, x),
+            )
+    return [runs[i] for i in range(len(specs))]
 
 
 def _trajectory(config: BlobsStudyConfig) -> tuple[tuple[TrajectoryPoint, ...], BlobsRun | None]:
@@ -348,6 +456,8 @@ def _trajectory(config: BlobsStudyConfig) -> tuple[tuple[TrajectoryPoint, ...], 
         width, "nll", float(config.std), P, radius, done, last.loss_value, last.grad_norm,
         descent.stop_reason if descent is not None else "max_steps", last.eigenvalues,
         {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}, data,
+        init_seed=config.seed, active_init=active_units(blobs_net(width, seed=config.seed,
+        radius=radius), x), active_final=active_units(net, x),
     )  # fmt: skip
     return tuple(points), run
 
@@ -361,24 +471,19 @@ def run_blobs_study(
     """Train every network, then its exact spectrum (seconds to minutes; nothing to resume)."""
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    runs = tuple(
-        _train_run(
-            config,
-            width,
-            loss,
-            config.std,
-            keep_hessian=loss == "nll" and blobs_num_params(width) in config.heatmap_params,
-        )
+    specs = [
+        _Spec(w, loss, config.std, loss == "nll" and blobs_num_params(w) in config.heatmap_params)
         for loss in config.losses
-        for width in config.widths
-    )
-    timings["architectures"] = time.perf_counter() - tick
+        for w in config.widths
+    ] + [_Spec(config.sweep_width, "nll", s) for s in config.sweep_stds]
+    trained = _train_runs(config, specs)
+    runs, sweep = tuple(trained[: -len(config.sweep_stds) or None]), ()
+    if config.sweep_stds:
+        sweep = tuple(trained[-len(config.sweep_stds) :])
+    timings["architectures and std sweep (one ensemble per loss)"] = time.perf_counter() - tick
     tick = time.perf_counter()
     trajectory, trajectory_run = _trajectory(config)
     timings["trajectory"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    sweep = tuple(_train_run(config, config.sweep_width, "nll", s) for s in config.sweep_stds)
-    timings["std sweep"] = time.perf_counter() - tick
     return BlobsResult(config_to_dict(config), runs, trajectory, trajectory_run, sweep, timings)
 
 
@@ -400,9 +505,81 @@ def _run_rows(r: BlobsResult) -> tuple[tuple[Any, ...], ...]:
                 len(top),
                 ", ".join(f"{v:.3g}" for v in top[:4]),
                 float(run.eigenvalues[0]),
+                c["lr"] * float(run.eigenvalues[-1]),
+                _active(run),
             )
         )
     return tuple(rows)
+
+
+def _active(run: BlobsRun) -> str:
+    """``"2,2 → 2,2"`` (active units per hidden layer, init → trained), DEAD when a layer is off;
+    the redrawn init seed where there was one."""
+    text = f"{','.join(map(str, run.active_init))} → {','.join(map(str, run.active_final))}"
+    if run.dead:
+        text += " DEAD"
+    return text
+
+
+def _convergence_text(r: BlobsResult) -> Text:
+    c = r.config
+    every = (*r.runs, *r.sweep)
+    reached = [x for x in every if x.stop_reason == "grad_tol"]
+    capped = [x for x in every if x.stop_reason != "grad_tol"]
+    dead = [x for x in every if x.dead]
+    parts = [
+        f"{len(reached)} of {len(every)} nets reached ‖∇L‖ ≤ {c['grad_tol']:g}"
+        + (
+            " ("
+            + ", ".join(
+                f"{x.loss} P={x.num_params} std {x.std:g}{', dead' if x.dead else ''}"
+                for x in reached
+            )
+            + "); "
+            if reached
+            else "; "
+        )
+        + (
+            f"{len(capped)} stopped at the {c['max_steps']}-step cap with ‖∇L‖ "
+            + ", ".join(
+                f"{x.loss} P={x.num_params} (std {x.std:g}): {x.grad_norm:.2g}" for x in capped
+            )
+            + ". GD with a constant step stalls far from a critical point where the spectrum "
+            "has tiny positive eigenvalues (the gradient along them shrinks by 1 − lr·λ a step) "
+            "and oscillates where lr·λ_max nears 2 (the stability edge; column lr·λ_max); with "
+            "NLL on separable blobs the loss has no finite minimiser at all, so L and ‖∇L‖ "
+            "decay only polynomially in the step count."
+            if capped
+            else "none hit the step cap."
+        )
+    ]
+    if dead:
+        parts.append(
+            "Dead nets (all ReLUs of a hidden layer off on every sample: the output is the same "
+            "for every input, a constant classifier, and every weight before that layer has "
+            "zero gradient and zero curvature): "
+            + ", ".join(f"{x.loss} P={x.num_params} (std {x.std:g})" for x in dead)
+            + (
+                ": still dead after 10 redraws (redraw_dead)."
+                if c.get("redraw_dead")
+                else ". They are reported as they are, not redrawn; redraw_dead=true retrains "
+                "them from new inits."
+            )
+        )
+    else:
+        parts.append("No net is dead (every hidden layer has an active unit on some sample).")
+    redrawn = [x for x in every if x.init_seed != c["seed"]]
+    if redrawn:
+        parts.append(
+            "Redrawn (redraw_dead; the net from seed "
+            + f"{c['seed']} was dead after training): "
+            + ", ".join(
+                f"{x.loss} P={x.num_params} (std {x.std:g}) → init seed {x.init_seed}"
+                for x in redrawn
+            )
+            + "."
+        )
+    return Text(" ".join(parts))
 
 
 def sections(r: BlobsResult) -> tuple[Section, ...]:
@@ -412,7 +589,9 @@ def sections(r: BlobsResult) -> tuple[Section, ...]:
         f"Two Gaussian blobs at (1, 1) and (−1, −1), std {c['std']}, N = {c['num_samples']} "
         f"(seed {c['seed']}); 2-h-h-2 ReLU nets with biases, float64; w0 = R·u, u uniform on "
         f"the unit sphere, R = {c['init_scale']}·√P; full-batch GD, step {c['lr']}, until "
-        f"‖∇L‖ ≤ {c['grad_tol']:g} or {c['max_steps']} steps. Exact Hessians (P products, "
+        f"‖∇L‖ ≤ {c['grad_tol']:g} or {c['max_steps']} steps (all nets of a loss, the std sweep "
+        "included, trained at once by train_ensemble with per-member stopping, each zero-padded "
+        "to the widest net: exact for ReLU nets, equal to single GD runs). Exact Hessians (P products, "
         f"numpy eigh). Zero bulk: |λ| ≤ {c['zero_tol']:g}·λ_max; outliers: λ ≥ "
         f"{c['outlier_tol']:g}·λ_max."
     )
@@ -428,6 +607,8 @@ def sections(r: BlobsResult) -> tuple[Section, ...]:
             "outliers",
             "outlier values",
             "λ_min",
+            "lr·λ_max",
+            "active units (init → trained)",
         ),
         _run_rows(r),
         left=1,
@@ -436,6 +617,7 @@ def sections(r: BlobsResult) -> tuple[Section, ...]:
     blocks: list[Any] = [
         setup,
         table,
+        _convergence_text(r),
         FigureRef("spectra", "Eigenvalue histograms per architecture (NLL and MSE)."),
     ]
     if any(run.hessian is not None for run in r.runs):

@@ -16,8 +16,16 @@ the outliers when that gap is at least ``outlier_gap`` (×2), none otherwise.
 The default data is digits with 10 images per class (N = 100): with C = 10 the ratio
 P / (N (C − 1)) of parameters to constraints is 0.8–5.8 for k = 10..70, the paper's range
 (MNIST, N = 1000: 0.9–6.2). The ``paper`` preset is MNIST with 1000 random training images
-(``data_dir`` needed). Spectra are dense ``eigvalsh``; a P above ``max_dense_params`` is refused
-before any training (no SLQ fallback here).
+(``data_dir`` needed). Spectra are dense ``eigvalsh`` where the dense float64 Hessian fits: P at
+most ``max_dense_params`` and three P×P float64 matrices (the matrix and the eigensolver's
+work) within the memory available (:func:`curvscope._memory.available_memory`). Otherwise the
+width falls back to SLQ plus top-k (``method = "slq"``): the ``top_k`` largest eigenvalues and
+the smallest one by :func:`~curvscope.spectral.top_eigenpairs` (exact to its residual
+tolerance; the outlier rule reads only these), and the zero fraction and cumulative curve from
+the pooled SLQ measure (``slq_probes`` Rademacher probes, ``slq_steps`` Lanczos steps), with
+its probe standard error and the quadrature's "ambiguous" mass (the weight of Ritz nodes whose
+residual interval [θ − r, θ + r] crosses the threshold ±tol·λ_max). The report says which
+widths used which method.
 
 Example:
     >>> from curvscope.experiments import get_study
@@ -72,13 +80,18 @@ class _SmallNetsBase(StudyConfig):
     outlier_window: int = 0
     outlier_gap: float = 2.0
     max_dense_params: int = 6000
+    slq_steps: int = 100
+    slq_probes: int = 10
+    top_k: int = 0
 
 
 @dataclass(frozen=True)
 class SmallNetsWidthConfig(_SmallNetsBase):
     """``small-nets-width``: the data, the nets (``depth`` hidden layers of each width), GD
     (``lr``, ``max_steps``, ``grad_tol``) and the spectral rules (``tol``, ``outlier_window``
-    (0: 4·C), ``outlier_gap``); ``max_dense_params`` caps P of a dense eigendecomposition."""
+    (0: 4·C), ``outlier_gap``); ``max_dense_params`` caps P of a dense eigendecomposition:
+    above it (or above the memory available) a width uses SLQ (``slq_steps``, ``slq_probes``)
+    plus the ``top_k`` (0: ``outlier_window`` + 1) largest eigenvalues instead."""
 
     widths: tuple[int, ...] = (10, 30, 50, 70)
 
@@ -130,6 +143,14 @@ class SmallNetSpectrum:
             :data:`CUMULATIVE_GRID`.
         outliers: the outlier eigenvalues (descending); ``outlier_ratio``: the gap ratio below
             them (the largest gap in the window, also when under the threshold).
+        method: ``"dense"`` (all P eigenvalues, numpy eigvalsh) or ``"slq"`` (then
+            ``eigenvalues`` holds only the exactly computed extremes: the smallest and the
+            ``top_k`` largest, and the zero fraction and cumulative curve are SLQ estimates).
+        params: P (0 in results of older versions: then P = ``eigenvalues.size``).
+        zero_fraction_se: the probe standard error of an SLQ zero fraction (0 when dense).
+        zero_fraction_ambiguous: SLQ only: pooled weight of Ritz nodes whose residual interval
+            crosses ±tol·λ_max (the quadrature's uncertainty at the threshold).
+        density_nodes, density_weights: SLQ only: the pooled Ritz nodes and weights (sum 1).
     """
 
     label: str
@@ -148,10 +169,16 @@ class SmallNetSpectrum:
     outliers: np.ndarray
     outlier_ratio: float
     seconds: float
+    method: str = "dense"
+    params: int = 0
+    zero_fraction_se: float = 0.0
+    zero_fraction_ambiguous: float = 0.0
+    density_nodes: np.ndarray | None = None
+    density_weights: np.ndarray | None = None
 
     @property
     def num_params(self) -> int:
-        return int(self.eigenvalues.size)
+        return int(self.params or self.eigenvalues.size)
 
     @property
     def num_outliers(self) -> int:
@@ -261,10 +288,18 @@ def _spectrum(
     with torch.no_grad():
         accuracy = float((net(x).argmax(1) == y).double().mean())
     op = HessianOperator(net, loss_fn, (x, y), dtype=torch.float64)
-    values = exact_spectrum(op, max_memory=16 * 2**30).eigenvalues
-    top = float(values.max())
-    scale = abs(top) if top > 0 else float(np.abs(values).max())
     window = config.outlier_window or 4 * classes
+    P = sum(p.numel() for p in net.parameters())
+    if _dense_fits(config, P):
+        values = exact_spectrum(op, max_memory=16 * 2**30).eigenvalues
+        top = float(values.max())
+        scale = abs(top) if top > 0 else float(np.abs(values).max())
+        estimate = {
+            "zero_fraction": float(np.mean(np.abs(values) <= config.tol * scale)),
+            "cumulative": np.array([np.mean(np.abs(values) <= t * scale) for t in CUMULATIVE_GRID]),
+        }
+    else:
+        values, estimate = _slq_spectrum(config, op, P, window)
     outliers, ratio = find_outliers(
         values, tol=config.tol, window=window, min_gap=config.outlier_gap
     )
@@ -280,34 +315,81 @@ def _spectrum(
         grad_norm=float(norm),
         stop_reason=str(reason),
         accuracy=accuracy,
-        zero_fraction=float(np.mean(np.abs(values) <= config.tol * scale)),
-        cumulative=np.array([np.mean(np.abs(values) <= t * scale) for t in CUMULATIVE_GRID]),
         outliers=outliers,
         outlier_ratio=ratio,
         seconds=time.perf_counter() - tick,
+        params=P,
+        **estimate,
     )
 
 
-def _num_params(input_dim: int, hidden: tuple[int, ...], classes: int) -> int:
-    widths = [input_dim, *hidden, classes]
-    return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+def dense_bytes(num_params: int) -> int:
+    """Memory of a dense float64 eigendecomposition: three P×P matrices (the Hessian, the
+    eigensolver's copy and workspace)."""
+    return 3 * 8 * num_params**2
 
 
-def _check_dense(config: _SmallNetsBase, input_dim: int, classes: int, widths: Any) -> None:
+def _dense_fits(config: _SmallNetsBase, num_params: int) -> bool:
+    from curvscope._memory import available_memory
+
+    return num_params <= config.max_dense_params and dense_bytes(num_params) <= available_memory(
+        "cpu"
+    )
+
+
+def _slq_spectrum(
+    config: _SmallNetsBase, op: Any, num_params: int, window: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The SLQ-plus-top-k fallback: exact extremes, SLQ zero fraction with its uncertainty.
+
+    The zero fraction is the pooled Gauss-quadrature mass :math:`\\sum_k w_k [|\\theta_k| \\le
+    \\text{tol}\\,\\lambda_{max}]` (spec §1.5), λ_max from top-k; its standard error is that of
+    the per-probe masses over the probes, and the ambiguous mass is the weight of nodes with
+    :math:`|\\,|\\theta_k| - \\text{tol}\\,\\lambda_{max}| \\le r_k` (residual bound r_k).
+    """
+    from curvscope.spectral import slq, top_eigenpairs
+
+    k = min(config.top_k or window + 1, num_params - 1)
+    largest = np.sort(np.asarray(top_eigenpairs(op, k, which="largest").values, dtype=np.float64))
+    smallest = float(np.asarray(top_eigenpairs(op, 1, which="smallest").values)[0])
+    values = np.concatenate([[smallest], largest])
+    steps = min(config.slq_steps, num_params)
+    density = slq(op, num_steps=steps, num_probes=config.slq_probes, seed=config.seed)
+    top = float(largest[-1])
+    scale = abs(top) if top > 0 else max(abs(top), abs(smallest))
+    nodes, weights = density.nodes, density.pooled_weights
+    per_probe = np.array(
+        [
+            float(np.sum(w[np.abs(n) <= config.tol * scale]))
+            for n, w in (density.probe_nodes(i) for i in range(density.num_probes))
+        ]
+    )
+    se = float(per_probe.std(ddof=1) / np.sqrt(len(per_probe))) if len(per_probe) > 1 else 1.0
+    near = np.abs(np.abs(nodes) - config.tol * scale) <= density.residuals
+    return values, {
+        "zero_fraction": float(np.sum(weights[np.abs(nodes) <= config.tol * scale])),
+        "cumulative": np.array(
+            [float(np.sum(weights[np.abs(nodes) <= t * scale])) for t in CUMULATIVE_GRID]
+        ),
+        "method": "slq",
+        "zero_fraction_se": se,
+        "zero_fraction_ambiguous": float(np.sum(weights[near])),
+        "density_nodes": nodes.copy(),
+        "density_weights": weights.copy(),
+    }
+
+
+def _check_widths(config: _SmallNetsBase, widths: Any) -> None:
     for k in widths:
         if not isinstance(k, int) or k < 1:
             raise InputError(f"widths must be positive integers; got {k!r}")
-        p = _num_params(input_dim, (k,) * config.depth, classes)
-        if p > config.max_dense_params:
-            raise InputError(
-                f"width {k} at depth {config.depth} on {input_dim}-D inputs has P = {p:,} "
-                f"parameters: its dense Hessian needs {8 * p * p / 2**30:.1f} GiB and an "
-                f"O(P³) eigendecomposition, over max_dense_params = "
-                f"{config.max_dense_params:,}; raise max_dense_params where the machine allows "
-                "(this study has no SLQ fallback) or use smaller widths or inputs"
-            )
     if config.depth < 1:
         raise InputError(f"depth must be at least 1 hidden layer; got {config.depth}")
+    if config.slq_steps < 2 or config.slq_probes < 2 or config.top_k < 0:
+        raise InputError(
+            f"slq_steps must be >= 2, slq_probes >= 2 (for a standard error) and top_k >= 0; got {config.slq_steps}, "
+            f"{config.slq_probes}, {config.top_k}"
+        )
 
 
 def _typed(value: Any) -> Any:
@@ -335,7 +417,7 @@ def run_small_nets_width(
     data = _real_data(config)
     x, y = data.tensors()
     classes = int(y.max()) + 1
-    _check_dense(config, x.shape[1], classes, config.widths)
+    _check_widths(config, config.widths)
     spectra = []
     for k in config.widths:
         spectra.append(
@@ -373,7 +455,7 @@ def run_small_nets_random(
     real = _real_data(config)
     x, y = real.tensors()
     classes = int(y.max()) + 1
-    _check_dense(config, x.shape[1], classes, (config.width,))
+    _check_widths(config, (config.width,))
     random = SmallNetData(
         "random-classes",
         {
@@ -430,9 +512,10 @@ def _spectra_table(r: SmallNetsResult) -> Table:
             s.accuracy,
             float(s.eigenvalues.max()),
             float(s.eigenvalues.min()),
-            s.zero_fraction,
+            _zero_text(s),
             s.num_outliers,
             s.outlier_ratio,
+            s.method,
         )
         for s in r.spectra
     )
@@ -451,9 +534,46 @@ def _spectra_table(r: SmallNetsResult) -> Table:
             f"share |λ| ≤ {c['tol']:g}·λ_max",
             "outliers",
             "gap ratio",
+            "method",
         ),
         rows,
-        caption=f"Exact float64 Hessian spectra (numpy eigvalsh), N = {n}, C = {r.num_classes}",
+        caption=f"Float64 Hessian spectra (dense: numpy eigvalsh; slq: SLQ + top-k), N = {n}, "
+        f"C = {r.num_classes}",
+    )
+
+
+def _zero_text(s: SmallNetSpectrum) -> float | str:
+    if s.method == "dense":
+        return s.zero_fraction
+    return (
+        f"{s.zero_fraction:.3f} ± {s.zero_fraction_se:.3f} (probe SE; ambiguous "
+        f"{s.zero_fraction_ambiguous:.3f})"
+    )
+
+
+def _method_text(r: SmallNetsResult) -> Text:
+    c = r.config
+    slq = [s for s in r.spectra if s.method == "slq"]
+    if not slq:
+        return Text(
+            f"Every spectrum is a dense eigendecomposition (P ≤ max_dense_params = "
+            f"{c['max_dense_params']:,} and three P×P float64 matrices fit in memory).",
+            note=True,
+        )
+    top_k = c.get("top_k") or (c["outlier_window"] or 4 * r.num_classes) + 1
+    return Text(
+        "SLQ + top-k fallback for "
+        + ", ".join(f"{s.label} (P = {s.num_params:,})" for s in slq)
+        + f": P above max_dense_params = {c['max_dense_params']:,} or a dense float64 "
+        f"eigendecomposition (3·8·P² bytes) above the memory available. For these, λ_max, the "
+        f"{top_k} largest eigenvalues (so the outliers) and λ_min are exact Lanczos/ARPACK "
+        f"eigenvalues (top_eigenpairs, residual ≤ 1e-10·‖H‖); the zero fraction and the "
+        f"cumulative curve are stochastic Lanczos quadrature estimates ({c['slq_probes']} "
+        f"Rademacher probes, {c['slq_steps']} steps): the pooled Gauss weight of Ritz nodes with "
+        f"|θ| ≤ t·λ_max, ± its standard error over the probes; 'ambiguous' is the weight of "
+        "nodes whose residual interval crosses ±tol·λ_max, the quadrature's own uncertainty at "
+        "the threshold (Gauss quadrature smears a continuous bulk over a few nodes). Histograms "
+        "of these widths show the SLQ nodes weighted by P·w.",
     )
 
 
@@ -490,6 +610,7 @@ def width_sections(r: SmallNetsResult) -> tuple[Section, ...]:
             "Spectra by width",
             (
                 _spectra_table(r),
+                _method_text(r),
                 _outlier_text(r),
                 FigureRef("histograms", "Eigenvalue histograms per width (linear counts)."),
                 FigureRef("log_histograms", "Histograms of log10 |λ| per width (fig. 1)."),
@@ -602,6 +723,15 @@ def summary(r: SmallNetsResult) -> dict[str, Any]:
                 "lambda_max": float(s.eigenvalues.max()),
                 "grad_norm": s.grad_norm,
                 "stop": s.stop_reason,
+                "method": s.method,
+                **(
+                    {
+                        "zero_fraction_se": s.zero_fraction_se,
+                        "zero_fraction_ambiguous": s.zero_fraction_ambiguous,
+                    }
+                    if s.method == "slq"
+                    else {}
+                ),
             }
             for s in r.spectra
         },

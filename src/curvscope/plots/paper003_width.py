@@ -19,7 +19,16 @@ def _histograms(result: Any, *, log: bool) -> Figure:
     fig = Figure(figsize=(3.2 * len(spectra), 3.0), layout="constrained")
     axes = fig.subplots(1, len(spectra), squeeze=False)[0]
     for ax, s in zip(axes, spectra, strict=True):
-        if log:
+        if s.method == "slq":
+            # SLQ fallback: the pooled Ritz nodes, each weighted by P·w (an estimated count)
+            nodes, counts = s.density_nodes, s.density_weights * s.num_params
+            if log:
+                ax.hist(np.log10(np.maximum(np.abs(nodes), 1e-300)), bins=60, weights=counts)
+                ax.set_xlabel("log10 |λ| (SLQ nodes)")
+            else:
+                ax.hist(nodes, bins=60, weights=counts, color="C1", log=True)
+                ax.set_xlabel("λ (SLQ nodes)")
+        elif log:
             values = np.log10(np.maximum(np.abs(s.eigenvalues), 1e-300))
             ax.hist(values, bins=60, color="C0")
             ax.set_xlabel("log10 |λ|")

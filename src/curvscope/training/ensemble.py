@@ -48,6 +48,10 @@ class EnsembleResult:
         steps: steps taken by every member.
         path: how the members were run: ``"stacked"`` (MLP weights stacked, batched matrix
             products) or ``"vmap"`` (any model, ``torch.func.vmap``).
+        member_steps: with ``grad_tol``, the GD steps each member took before it stopped
+            (``None`` without ``grad_tol``: every member took ``steps``).
+        grad_norms: with ``grad_tol``, ``(R,)`` each member's ‖∇L‖ at its final weights.
+        stop_reasons: with ``grad_tol``, ``"grad_tol"`` or ``"max_steps"`` per member.
     """
 
     parameters: dict[str, torch.Tensor] = field(repr=False)
@@ -55,6 +59,9 @@ class EnsembleResult:
     seeds: tuple[int, ...]
     steps: int
     path: Literal["stacked", "vmap"] = "vmap"
+    member_steps: tuple[int, ...] | None = None
+    grad_norms: torch.Tensor | None = field(default=None, repr=False)
+    stop_reasons: tuple[str, ...] | None = None
 
     def member(self, factory: Callable[[int], nn.Module], r: int) -> nn.Module:
         """Member ``r`` as a module: ``factory(seeds[r])`` with the trained weights loaded."""
@@ -80,6 +87,8 @@ def train_ensemble(
     momentum: float = 0.0,
     per_member_data: bool = False,
     path: Literal["auto", "stacked", "vmap"] = "auto",
+    grad_tol: float | None = None,
+    record_every: int = 1,
 ) -> EnsembleResult:
     """Train ``len(seeds)`` networks ``factory(seed)`` at once with (momentum) GD or SGD.
 
@@ -106,6 +115,14 @@ def train_ensemble(
             ``nn.Linear``, ``nn.Flatten`` and elementwise activations) on the fast
             ``"stacked"`` path, any other model on the ``"vmap"`` path; both equal the loop of
             single runs. ``"stacked"`` raises where it does not apply. The result says which.
+        grad_tol: full-batch GD only: member r stops (its weights frozen, no further update) at
+            the first step t with :math:`\\|\\nabla L_r(\\theta_t)\\| \\le` ``grad_tol``, or at
+            t = ``steps`` (then ``steps`` is a cap), exactly as
+            :func:`~curvscope.training.gradient_descent` with ``max_steps=steps``; stopped
+            members leave the batch, so the cost falls as they finish. The result holds each
+            member's steps, final gradient norm and stop reason.
+        record_every: keep the losses of every ``record_every``-th step only (a stopped
+            member's loss stays its final loss).
 
     Models must not update buffers in their forward pass (no BatchNorm in train mode) nor
     draw random numbers (no dropout): ``vmap`` runs them once for all members.
@@ -153,6 +170,18 @@ def train_ensemble(
         raise InputError(
             f"inputs hold {n} samples but targets {targets.shape[lead]}; pass one target per input"
         )
+    if grad_tol is not None and not (
+        full_batch
+        and isinstance(grad_tol, (int, float))
+        and math.isfinite(grad_tol)
+        and grad_tol >= 0
+    ):
+        raise InputError(
+            f"grad_tol must be a finite number >= 0 with full-batch GD (batch_size=None), got "
+            f"grad_tol={grad_tol!r}, batch_size={batch_size!r}"
+        )
+    if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 1:
+        raise InputError(f"record_every must be an integer >= 1, got {record_every!r}")
     if path not in ("auto", "stacked", "vmap"):
         raise InputError(f"path must be 'auto', 'stacked' or 'vmap', got {path!r}")
     models = [factory(s) for s in seeds]
@@ -183,6 +212,11 @@ def train_ensemble(
     if path != "vmap" and not isinstance(ops, str):
         used, step_fn = "stacked", stacked_step(ops, loss_fn, names)
 
+    if grad_tol is not None:
+        return _descend_to_tol(
+            step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
+            count, float(grad_tol), record_every, used, buffers,
+        )  # fmt: skip
     if full_batch:
         plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
     else:
@@ -193,7 +227,7 @@ def train_ensemble(
     bufs: list[torch.Tensor] | None = None
     losses = []
     rows = torch.arange(R).unsqueeze(1)
-    for idx, _ in plan:
+    for t, (idx, _) in enumerate(plan):
         if idx is None:
             x, y, mapped = inputs, targets, 0 if per_member_data else None
         else:
@@ -201,7 +235,8 @@ def train_ensemble(
             y = targets[rows, idx] if per_member_data else targets[idx]
             mapped = 0
         g, loss = step_fn(params, x, y, mapped)
-        losses.append(loss)
+        if t % record_every == 0:
+            losses.append(loss)
         if momentum:
             if bufs is None:
                 bufs = [t.clone() for t in g]
@@ -216,3 +251,89 @@ def train_ensemble(
             f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
         )
     return EnsembleResult(params, history, seeds, len(plan), used)
+
+
+def _descend_to_tol(
+    step_fn: Callable[..., tuple[list[torch.Tensor], torch.Tensor]],
+    params: dict[str, torch.Tensor],
+    names: list[str],
+    seeds: tuple[int, ...],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    per_member_data: bool,
+    lr: float,
+    momentum: float,
+    cap: int,
+    grad_tol: float,
+    record_every: int,
+    used: Literal["stacked", "vmap"],
+    buffers: dict[str, torch.Tensor],
+) -> EnsembleResult:
+    """Full-batch GD with per-member stopping: only the members still running are computed
+    (their weights, momentum buffers and data compacted as members stop)."""
+    R = len(seeds)
+    final = {k: v.clone() for k, v in params.items()}
+    active = torch.arange(R)
+    member_steps = torch.full((R,), cap, dtype=torch.long)
+    norms = torch.zeros(R, dtype=torch.float64)
+    reasons = ["max_steps"] * R
+    last = torch.zeros(R, dtype=next(iter(params.values())).dtype)
+    history: list[torch.Tensor] = []
+    bufs: list[torch.Tensor] | None = None
+    x, y = inputs, targets
+    for t in range(cap + 1):
+        if per_member_data:
+            g, loss = step_fn(params, x, y, 0)
+        else:
+            g, loss = step_fn(params, inputs, targets, None)
+        if not torch.isfinite(loss).all():
+            bad = [seeds[int(active[i])] for i in torch.nonzero(~torch.isfinite(loss)).flatten()]
+            raise NonFiniteError(
+                f"the loss of members with seeds {bad[:5]} became non-finite at step {t}; lower lr"
+            )
+        norm = torch.linalg.vector_norm(torch.cat([v.flatten(1) for v in g], 1), dim=1)
+        done = norm <= grad_tol
+        if t == cap:
+            done = torch.ones_like(done)
+        stop = bool(done.any())
+        if stop or t % record_every == 0:
+            last[active] = loss
+        if t % record_every == 0:
+            history.append(last.clone())
+        if stop:
+            idx = active[done]
+            for k in names:
+                final[k][idx] = params[k][done]
+            member_steps[idx] = t
+            norms[idx] = norm[done].to(torch.float64)
+            for i in idx.tolist():
+                reasons[i] = "grad_tol" if t < cap or norms[i] <= grad_tol else "max_steps"
+            keep = ~done
+            active = active[keep]
+            if not len(active):
+                break
+            params = {k: v[keep] for k, v in params.items()}
+            g = [v[keep] for v in g]
+            if bufs is not None:
+                bufs = [b[keep] for b in bufs]
+            if per_member_data:
+                x, y = x[keep], y[keep]
+            buffers.update({k: v[keep] for k, v in buffers.items()})
+        if momentum:
+            bufs = (
+                [t_.clone() for t_ in g]
+                if bufs is None
+                else [b.mul(momentum).add_(v) for b, v in zip(bufs, g)]
+            )
+            g = bufs
+        params = {k: params[k].add(v, alpha=-lr) for k, v in zip(names, g)}
+    return EnsembleResult(
+        final,
+        torch.stack(history, dim=1),
+        seeds,
+        int(member_steps.max()),
+        used,
+        member_steps=tuple(int(s) for s in member_steps),
+        grad_norms=norms,
+        stop_reasons=tuple(reasons),
+    )
