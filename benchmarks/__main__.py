@@ -103,7 +103,9 @@ def truth_of(case: dict[str, Any], k: int = 10) -> tuple[np.ndarray, np.ndarray 
     if size <= EXACT_LIMIT:
         from curvscope.spectral import exact_spectrum
 
-        values = exact_spectrum(operator(case, dtype=torch.float64), block_size=256).eigenvalues
+        values = exact_spectrum(
+            operator(case, dtype=torch.float64, method="rev-rev"), block_size=256
+        ).eigenvalues
         return values[::-1][:k].copy(), values, "exact float64 spectrum (numpy eigh)"
     top = topk_mod.reference_top(case["model"], case["x"], case["y"], k)
     return top, None, "ARPACK at machine precision on float64 products"
