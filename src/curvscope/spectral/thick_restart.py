@@ -42,7 +42,7 @@ from curvscope.errors import NonFiniteError
 from curvscope.operators.base import SymmetricOperator
 from curvscope.spectral.probes import draw_probes
 
-__all__ = ["KrylovEigen", "accuracy_floor", "error_bounds", "thick_restart_lanczos"]
+__all__ = ["accuracy_floor", "error_bounds", "thick_restart_lanczos"]
 
 
 @dataclass(frozen=True)
