@@ -55,6 +55,8 @@ def profile_paths(
     # 1. Raw: one kept create-graph gradient, one backward per product (PyHessian's kernel).
     loss = nn.CrossEntropyLoss()(model(x), y)
     grads = torch.autograd.grad(loss, params, create_graph=True)
+    # Untimed first product: torch imports sympy lazily on the first double backward.
+    torch.autograd.grad(grads, params, [torch.zeros_like(p) for p in params], retain_graph=True)
     profile = cProfile.Profile()
     profile.enable()
     for j in range(num_products):
