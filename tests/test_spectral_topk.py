@@ -181,3 +181,27 @@ def test_dense_hessian_of_a_small_net(model_name: str) -> None:
         truth = _truth(lam, 3, which)
         assert res.converged.all()
         assert np.all(np.abs(res.values - truth) <= 1e-9 * np.abs(truth) + 1e-12)
+
+
+@pytest.mark.parametrize("size", [3, 5, 10])
+def test_tiny_operators_every_k(size: int) -> None:
+    # The basis can fill the whole space: no restart room is needed, Ritz values are exact.
+    rng = np.random.default_rng(size)
+    a = rng.standard_normal((size, size))
+    a = a + a.T
+    lam = np.linalg.eigvalsh(a)
+    for k in range(1, size):
+        for which in ("largest", "smallest", "magnitude"):
+            res = top_eigenpairs(torch.as_tensor(a), k, which=which)
+            np.testing.assert_allclose(res.values, _truth(lam, k, which), rtol=1e-9, atol=1e-12)
+            assert res.converged.all() and res.num_matvecs <= size + 1
+
+
+def test_bad_lanczos_options_raise() -> None:
+    op = _planted(_spectrum("separated"))
+    with pytest.raises(InputError, match=r"max_dim >= k \+ 2 \* block_size"):
+        top_eigenpairs(op, 5, max_dim=6)
+    with pytest.raises(InputError, match=r"max_matvecs must be an integer > k = 3"):
+        top_eigenpairs(op, 3, max_matvecs=2)
+    with pytest.raises(InputError, match=r"method must be one of"):
+        top_eigenpairs(op, 3, method="arnoldi")

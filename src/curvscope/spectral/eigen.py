@@ -228,8 +228,11 @@ def top_eigenpairs(
     if used in ("lanczos", "block_lanczos"):
         block = block_size or (1 if used == "lanczos" else k)
         dim = max_dim or max(40, 2 * k + 20)
-        dim = min(dim - dim % block if dim >= block else block, size - size % block)
-        if block < 1 or dim < k + 2 * block:
+        dim = dim - dim % block if dim >= block else block
+        # A basis as large as the space needs no room to restart: its Ritz values are exact.
+        whole = dim >= size - size % block
+        dim = min(dim, size - size % block)
+        if block < 1 or dim < k + (block if whole else 2 * block):
             raise InputError(
                 f"Lanczos needs block_size >= 1 and max_dim >= k + 2 * block_size; got "
                 f"block_size={block}, max_dim={dim} (k = {k}, P = {size}); raise max_dim or "
