@@ -492,6 +492,8 @@ def plot(case_name: str, results: dict[str, Any], out: Path, device: str) -> Pat
             label = r["library"] + (f" k={r['k']}" if task == "topk" else "")
             if task == "trace":
                 label = r["library"].split(" (")[0]
+            if task == "slq":
+                label = f"{r['library']}, {r['probes']} probe(s)"
             groups.setdefault(label, []).append((r["products"], max(r[key], 1e-17)))
         for label, pts in groups.items():
             pts.sort()
@@ -579,6 +581,10 @@ def report(all_results: dict[str, dict[str, Any]], quick: bool) -> list[str]:
     missing = [p for p in ("pyhessian", "hessian_eigenthings") if _peer(p) is None]
     if missing:
         lines.append(f"Not installed or --no-peers, skipped: {', '.join(missing)}.")
+    lines.append(
+        "Top-k truth is the algebraically largest eigenvalues; PyHessian's deflated power "
+        "iteration converges to the largest |eigenvalue|, so a negative one can enter its top 5."
+    )
     lines.append(
         "curvlinops: not run here (its top-k is SciPy's eigsh, as our `method='eigsh'`; "
         "its SLQ is compared by `benchmarks/spectral.py`)."
