@@ -297,7 +297,7 @@ def topk_comparison(out: Path, size: int = 2000, k: int = 5) -> None:
     ]
     for which in ("largest", "smallest"):
         truth = ordered[::-1][:k] if which == "largest" else ordered[:k]
-        for method in ("block_lanczos", "eigsh", "lobpcg"):
+        for method in ("lanczos", "block_lanczos", "eigsh", "lobpcg"):
             tick = time.perf_counter()
             res = top_eigenpairs(op, k, which=which, method=method)
             seconds = time.perf_counter() - tick

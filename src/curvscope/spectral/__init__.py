@@ -4,7 +4,8 @@
   checkpoint/resume) returning :class:`LanczosResult`;
 - :func:`slq` — stochastic Lanczos quadrature returning :class:`SpectralDensity`;
 - :func:`hutchinson_trace`, :func:`hutchpp_trace` — :class:`TraceEstimate`;
-- :func:`top_eigenpairs` — :class:`EigenResult`;
+- :func:`top_eigenpairs` — :class:`EigenResult`, by the thick-restart Lanczos of
+  :mod:`curvscope.spectral.thick_restart` (stops on per-eigenvalue error bounds) or SciPy;
 - :func:`exact_spectrum` — :class:`ExactSpectrum` for small operators;
 - :func:`draw_probes`, :func:`make_generator`, :func:`mean_and_stderr` — the probes and the
   statistics of every randomised estimator.

@@ -1,0 +1,63 @@
+"""``python -m benchmarks --quick``: the one benchmark command runs and writes its report.
+
+Only structure and counts are checked, never times (CI machines are shared).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks.__main__ as bench
+
+    return bench
+
+
+def test_quick_run_writes_table_and_plot(bench, tmp_path) -> None:
+    bench.main(
+        [
+            "--quick",
+            "--no-peers",
+            "--cases",
+            "digits_mlp",
+            "--tasks",
+            "topk",
+            "trace",
+            "slq",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    text = (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "Machine: " in text and "logical CPUs" in text
+    assert "exact float64 spectrum" in text
+    assert (tmp_path / "bench_cpu_digits_mlp.png").stat().st_size > 1000
+    # Our default Lanczos reaches top-1 to 1e-6 in a bounded number of products.
+    row = re.search(r"\| curvscope lanczos \| (\d+) \(.*?\) \| (\d+) \(", text)
+    assert row is not None and 0 < int(row.group(1)) <= int(row.group(2)) <= 40
+    assert "| curvscope slq | 40 | 1 | 40 |" in text
+    assert "curvscope Hutchinson (rtol 1 %)" in text
+    assert "skipped: pyhessian, hessian_eigenthings" in text
+
+
+def test_wasserstein_and_peak_memory(bench) -> None:
+    exact = np.array([0.0, 1.0, 2.0, 3.0])
+    assert bench.wasserstein(exact, np.full(4, 0.25), exact) == pytest.approx(0.0)
+    assert bench.wasserstein(np.array([1.5]), np.array([1.0]), exact) == pytest.approx(1.0)
+    assert bench.peak_rss_mb() > 10
+
+
+def test_unknown_case_is_refused(bench) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "resnet9000"])
+    assert "benchmarks" in sys.modules
