@@ -16,7 +16,7 @@ from torch.func import functional_call
 from curvscope.cli import main
 from curvscope.errors import InputError
 from curvscope.experiments import get_study
-from curvscope.experiments._paper002 import smoothed_ce_floor
+from curvscope.experiments.paper002_smallnet import smoothed_ce_minimum
 from curvscope.experiments.paper002_trace import TraceDynamicsResult, _stats, rate_exponent
 from curvscope.plots.paper002_trace import trace_dynamics_figures
 
@@ -79,7 +79,7 @@ def test_hutchpp_is_within_four_standard_errors_of_the_exact_trace(tiny):
 
 
 def test_projected_points_are_below_the_threshold_and_gd_runs_agree(tiny):
-    assert tiny.threshold == pytest.approx(smoothed_ce_floor(10, 0.1) + 0.3)
+    assert tiny.threshold == pytest.approx(smoothed_ce_minimum(0.1, 10) + 0.3)
     assert tiny.start_loss < tiny.threshold
     # the paper's level: the smallest loss any recorded iterate met; every point projected below
     assert tiny.level == min(run.loss.min() for run in tiny.runs)

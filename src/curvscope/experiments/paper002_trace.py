@@ -43,16 +43,14 @@ from torch import nn
 
 from curvscope._version import __version__
 from curvscope.errors import InputError
-from curvscope.experiments._paper002 import (
-    build_mlp,
-    load_flat,
-    sgd_path,
-    smoothed_ce_floor,
+from curvscope.experiments._paper002 import load_flat, sgd_path, trace_at
+from curvscope.experiments.config import StudyConfig
+from curvscope.experiments.paper002_smallnet import (
+    mlp,
+    smoothed_ce_minimum,
     state_of,
-    trace_at,
     typed_options,
 )
-from curvscope.experiments.config import StudyConfig
 from curvscope.experiments.paper003_width import SmallNetData
 from curvscope.experiments.registry import Claim, FigureRef, Section, Study, Table, Text, register
 from curvscope.persistence import savable
@@ -152,7 +150,7 @@ class TraceDynamicsResult:
 
     def rebuild_model(self, state: dict[str, np.ndarray] | None = None) -> nn.Module:
         """The float64 network at ``state`` (default θ₀)."""
-        net = build_mlp(self.input_dim, tuple(self.config["hidden"]), self.num_classes, 0)
+        net = mlp(self.input_dim, tuple(self.config["hidden"]), self.num_classes, "tanh", 0)
         state = self.start_state if state is None else state
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         return net
@@ -252,7 +250,7 @@ def run_trace_dynamics(
             f"batch_size must be below the number of samples N = {n} (SGD needs noise); got "
             f"{config.batch_size}"
         )
-    net = build_mlp(x.shape[1], config.hidden, classes, config.seed)
+    net = mlp(x.shape[1], config.hidden, classes, "tanh", config.seed)
     num_params = sum(p.numel() for p in net.parameters())
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     full = model_loss(net, loss_fn, x, y)
@@ -262,7 +260,7 @@ def run_trace_dynamics(
         return model_loss(net, loss_fn, x[idx], y[idx])(theta) if idx.numel() < n else full(theta)
 
     del batch_loss
-    floor = smoothed_ce_floor(classes, config.label_smoothing)
+    floor = smoothed_ce_minimum(config.label_smoothing, classes)
     threshold = floor + config.threshold_excess
     theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
     per_epoch = n // config.batch_size

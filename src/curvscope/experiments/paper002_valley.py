@@ -45,15 +45,9 @@ from torch import nn
 
 from curvscope._version import __version__
 from curvscope.errors import InputError
-from curvscope.experiments._paper002 import (
-    TracePoint,
-    load_flat,
-    sgd_path,
-    smoothed_ce_floor,
-    trace_at,
-    typed_options,
-)
+from curvscope.experiments._paper002 import TracePoint, load_flat, sgd_path, trace_at
 from curvscope.experiments.config import StudyConfig
+from curvscope.experiments.paper002_smallnet import smoothed_ce_minimum, typed_options
 from curvscope.experiments.paper003_width import SmallNetData
 from curvscope.experiments.registry import Claim, FigureRef, Section, Study, Table, Text, register
 from curvscope.persistence import savable
@@ -272,7 +266,7 @@ def _pretrain_random_labels(config: ValleyPathsConfig, train_config: Any, folder
         every=steps,
     )[-1][1]
     loss_a = model_loss(net, loss_fn, xa.to(torch.float64), ya)
-    floor = smoothed_ce_floor(run.train_set.num_outputs, config.label_smoothing)
+    floor = smoothed_ce_minimum(config.label_smoothing, run.train_set.num_outputs)
     gd = project_to_threshold(
         loss_a,
         theta,
@@ -429,7 +423,7 @@ def run_valley_paths(
         num_classes=info["classes"],
         input_dim=int(x.shape[1]),
         num_params=info["P"],
-        floor=smoothed_ce_floor(info["classes"], config.label_smoothing),
+        floor=smoothed_ce_minimum(config.label_smoothing, info["classes"]),
         paths=tuple(paths),
         timings={"total": time.perf_counter() - tick},
     )
