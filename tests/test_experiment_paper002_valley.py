@@ -151,6 +151,8 @@ def test_claims_come_from_the_paths(tiny):
         ("num_points=1", "num_points K must be >= 2"),
         ("threshold=-1", "threshold must be a positive loss"),
         ("num_matvecs=2", "num_matvecs must be >= 6"),
+        ("shuffled=0", "shuffled must be >= 1"),
+        ("shuffled=5000", r"shuffled must be at most the \d+ digits training images"),
     ],
 )
 def test_bad_config_is_an_input_error(override, match):

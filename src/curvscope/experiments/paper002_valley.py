@@ -201,6 +201,22 @@ def _check(config: ValleyPathsConfig) -> None:
         )
     if config.num_matvecs < 6:
         raise InputError(f"num_matvecs must be >= 6 for Hutch++; got {config.num_matvecs}")
+    if "random-labels" in config.variants:
+        from curvscope.data import load_dataset
+
+        if config.shuffled < 1:
+            raise InputError(
+                f"shuffled must be >= 1 (the random-label images); got {config.shuffled}"
+            )
+        clean = load_dataset(
+            config.data, "train", seed=config.seed, **typed_options(config.data_options)
+        )
+        rest = len(load_dataset(config.data, "train", seed=config.seed)) - len(clean)
+        if config.shuffled > rest:  # checked before the clean variant trains
+            raise InputError(
+                f"shuffled must be at most the {rest} {config.data} training images outside "
+                f"the clean set; got shuffled = {config.shuffled}; lower shuffled or per_class"
+            )
 
 
 def _train_config(config: ValleyPathsConfig) -> Any:
@@ -239,7 +255,10 @@ def _pretrain_random_labels(config: ValleyPathsConfig, train_config: Any, folder
     rest = np.setdiff1d(np.arange(len(full)), a_idx)
     gen = np.random.default_rng(config.seed + 7919)
     if config.shuffled > rest.size:
-        raise InputError(f"shuffled = {config.shuffled} but only {rest.size} other images exist")
+        raise InputError(
+            f"shuffled must be at most the {rest.size} {config.data} training images outside "
+            f"the clean set; got shuffled = {config.shuffled}; lower shuffled or per_class"
+        )
     b_idx = np.sort(gen.choice(rest, size=config.shuffled, replace=False))
     xb, yb = full.get_batch(torch.from_numpy(b_idx))
     b_labels = yb.numpy()[gen.permutation(b_idx.size)]
