@@ -111,11 +111,16 @@ def test_claims_and_summary_come_from_the_runs(tiny):
     assert claims[0].verdict == expected
     changes = [r.trace[-1] - r.trace[0] for r in tiny.select("sgd", 0.1)]
     assert sgd[0][0] == pytest.approx(np.mean(changes))
-    p, _ = rate_exponent(tiny)
-    if math.isfinite(p):
-        rates = [-s[2] for s in sgd]
-        assert p == pytest.approx(np.polyfit(np.log(lrs), np.log(rates), 1)[0])
-    assert claims[1].verdict in ("agrees", "partly", "disagrees", "not comparable")
+    p, p_se = rate_exponent(tiny)
+    rates = [-s[2] for s in sgd]
+    if min(rates) > 0:
+        (want, _), cov = np.polyfit(np.log(lrs), np.log(rates), 1, cov=True)
+        assert p == pytest.approx(want) and p_se == pytest.approx(math.sqrt(cov[0, 0]))
+        rule = "agrees" if abs(p - 2) <= 2 * p_se else ("partly" if p > 0 else "disagrees")
+    else:  # some mean SGD slope is not negative: no exponent to fit
+        assert math.isnan(p)
+        rule = "not comparable"
+    assert claims[1].verdict == rule
     summary = study.headline(tiny)
     assert summary["by_lr"]["0.1"]["sgd"]["change"] == sgd[0][0]
     assert study.sections(tiny)
