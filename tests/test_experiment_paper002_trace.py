@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.func import functional_call
+from oracles import Case, dense_hessian
 
 from curvscope.cli import main
 from curvscope.errors import InputError
@@ -41,19 +41,9 @@ def tiny() -> TraceDynamicsResult:
 
 
 def _dense_trace(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
-    """tr of the reverse-over-reverse Hessian of label-smoothed cross-entropy."""
-    names = [n for n, _ in net.named_parameters()]
-    shapes = [p.shape for _, p in net.named_parameters()]
-    sizes = [p.numel() for _, p in net.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
-
-    def loss(flat: torch.Tensor) -> torch.Tensor:
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(flat, sizes), shapes)}
-        logits = functional_call(net, params, (x,))
-        return torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps)
-
-    hess = torch.autograd.functional.hessian(loss, theta, vectorize=True)  # reverse-over-reverse
-    return float(hess.diagonal().sum())
+    """tr of the reverse-over-reverse float64 Hessian (tests/oracles.py) of label-smoothed CE."""
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=eps)
+    return float(torch.diagonal(dense_hessian(Case(net, ce, x, y), vectorize=True)).sum())
 
 
 def test_saved_result_rebuilds_a_network_whose_trace_matches_a_dense_reference(tiny, tmp_path):
