@@ -148,3 +148,37 @@ def test_cli_run_writes_the_report(tmp_path: Path):
     assert res.exit_code == 0, res.output
     page = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "Trace under SGD vs GD" in page and "data:image/png;base64," in page
+
+
+@pytest.mark.parametrize(("batch", "momentum"), [(4, 0.0), (4, 0.9), (10, 0.5)])
+def test_sgd_path_is_torch_sgd_on_epoch_shuffled_batches(batch, momentum):
+    """_paper002.sgd_path against torch.optim.SGD fed the same permutations (batch 10 = N: GD)."""
+    from curvscope.experiments._paper002 import sgd_path
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(10, generator=gen, dtype=torch.float64)
+
+    def loss_of(theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return ((torch.tanh(x[idx] @ theta) - y[idx]) ** 2).mean()
+
+    start = torch.randn(3, generator=gen, dtype=torch.float64)
+    steps, lr = 11, 0.3
+    path = sgd_path(loss_of, start, 10, lr=lr, momentum=momentum, batch=batch, steps=steps,
+                    seed=5, every=1)  # fmt: skip
+    ref = torch.nn.Parameter(start.clone())
+    opt = torch.optim.SGD([ref], lr=lr, momentum=momentum)
+    order, stream, per_epoch = torch.arange(10), torch.Generator().manual_seed(5), 10 // batch
+    for step in range(steps):
+        if step % per_epoch == 0 and batch < 10:
+            order = torch.randperm(10, generator=stream)
+        k = step % per_epoch
+        opt.zero_grad()
+        loss_of(ref, order[k * batch : (k + 1) * batch]).backward()
+        opt.step()
+        assert path[step + 1][0] == step + 1
+        torch.testing.assert_close(path[step + 1][1], ref.detach(), rtol=0, atol=1e-14)
+    if batch == 10:  # full batch: the seed does not matter
+        other = sgd_path(loss_of, start, 10, lr=lr, momentum=momentum, batch=batch,
+                         steps=steps, seed=6, every=steps)  # fmt: skip
+        assert torch.equal(other[-1][1], path[-1][1])
