@@ -54,6 +54,15 @@ def test_saved_result_rebuilds_a_network_whose_trace_matches_a_dense_reference(t
     reference = _dense_trace(back.rebuild_model(run.final_state), x, y, 0.1)
     assert run.exact[-1] == pytest.approx(reference, rel=1e-9)
     assert abs(run.trace[-1] - reference) < 4 * run.trace_stderr[-1]
+    # an intermediate projected point: its loss and its Hutch++ trace are the reported ones
+    k = run.steps.size // 2
+    middle = back.rebuild_point(len(back.runs) - 1, k)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(middle(x), y, label_smoothing=0.1)
+    assert float(loss) == pytest.approx(run.projected_loss[k], rel=1e-12)
+    assert abs(run.trace[k] - _dense_trace(middle, x, y, 0.1)) < 4 * run.trace_stderr[k]
+    np.testing.assert_array_equal(run.projected[-1], np.concatenate(
+        [v.reshape(-1) for v in run.final_state.values()]))  # fmt: skip
     with torch.no_grad():  # θ₀ rebuilt: its loss is the recorded one
         loss = torch.nn.functional.cross_entropy(back.rebuild_model()(x), y, label_smoothing=0.1)
     assert float(loss) == pytest.approx(back.start_loss, rel=1e-12)

@@ -95,7 +95,10 @@ class TraceRun:
         projected_loss, projection_steps: the GD projection's outcome at each;
         trace, trace_stderr: Hutch++ at the projected points; ``exact``: exact trace (NaN where
             not computed: only at both ends, and only for small nets);
-        final_state: the network's state dict at the last projected point.
+        final_state: the network's state dict at the last projected point;
+        projected: the flat parameters (``parameters()`` order) of every projected point, one
+            row per recorded step, so each reported trace can be recomputed
+            (:meth:`TraceDynamicsResult.rebuild_point`).
     """
 
     kind: str
@@ -109,6 +112,7 @@ class TraceRun:
     trace_stderr: np.ndarray
     exact: np.ndarray
     final_state: dict[str, np.ndarray]
+    projected: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
 
     @property
     def change(self) -> float:
@@ -154,6 +158,17 @@ class TraceDynamicsResult:
         state = self.start_state if state is None else state
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
         return net
+
+    def rebuild_point(self, run: int, k: int) -> nn.Module:
+        """The float64 network at the k-th projected point of ``runs[run]``."""
+        projected = self.runs[run].projected
+        if projected.shape[0] == 0:
+            raise InputError(
+                "this result predates stored projected points; only final_state and the start "
+                "state can be rebuilt (rerun the study to store every point)"
+            )
+        net = self.rebuild_model()
+        return load_flat(net, torch.from_numpy(np.array(projected[k])))
 
     def select(self, kind: str, lr: float) -> list[TraceRun]:
         return [r for r in self.runs if r.kind == kind and r.lr == lr]
@@ -353,6 +368,9 @@ def run_trace_dynamics(
                         trace_stderr=np.array([p.stderr for p in points]),
                         exact=np.array([p.exact for p in points]),
                         final_state=state_of(load_flat(net, projected[key][-1].parameters)),
+                        projected=np.stack(
+                            [p.parameters.detach().double().numpy() for p in projected[key]]
+                        ),
                     )
                 )
                 if progress:
