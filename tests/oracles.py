@@ -124,10 +124,13 @@ def _flat_fn(
     return fn, theta
 
 
-def dense_hessian(case: Case) -> torch.Tensor:
+def dense_hessian(case: Case, *, vectorize: bool = False) -> torch.Tensor:
+    """Reverse-over-reverse Hessian of the loss in the flat trainable parameters;
+    ``vectorize`` batches the P backward passes with vmap (same numbers, much faster for P in
+    the hundreds)."""
     case.model.eval()
     fn, theta = _flat_fn(case.model, case.inputs)
-    return hessian(lambda t: case.loss_fn(fn(t), case.targets), theta)
+    return hessian(lambda t: case.loss_fn(fn(t), case.targets), theta, vectorize=vectorize)
 
 
 def _per_sample(case: Case) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

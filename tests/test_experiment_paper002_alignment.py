@@ -103,6 +103,12 @@ def test_cs0_is_the_haar_average_and_cs_is_one_for_proportional_matrices():
     b = torch.randn(5, 4, generator=gen, dtype=torch.float64)
     h, c = a @ a.T, b @ b.T
     assert alignment_values(h, 2.5 * h).cs == pytest.approx(1.0, abs=1e-14)
+    # eq. 35 written out with numpy: CS = tr(A Bᵀ) / sqrt(tr(A Aᵀ) tr(B Bᵀ)); spec §3.3 CS0
+    hn, cn = h.numpy(), c.numpy()
+    want = np.trace(hn @ cn.T) / math.sqrt(np.trace(hn @ hn.T) * np.trace(cn @ cn.T))
+    assert alignment_values(h, c).cs == pytest.approx(want, rel=1e-12)
+    want0 = np.trace(hn) * np.trace(cn) / (5 * np.linalg.norm(hn) * np.linalg.norm(cn))
+    assert alignment_values(h, c).cs0 == pytest.approx(want0, rel=1e-12)
     assert alignment_values(h, c).cs == pytest.approx(alignment_values(c, h).cs, rel=1e-14)
     draws = []
     for _ in range(1000):

@@ -116,7 +116,9 @@ def test_bad_configs_are_refused(overrides, match):
 
 def test_bad_inputs_are_refused_before_training():
     study = get_study("noise-fdr")
-    with pytest.raises(InputError, match="exceeds the 30 training samples"):
+    with pytest.raises(
+        InputError, match=r"batch_size must be at most the 30 training samples; got"
+    ):
         study.run(study.config("laptop", overrides=[*_TINY, "batch_size=31"]))
     with pytest.raises(InputError, match="image inputs"):
         study.run(FDRConfig(data="blobs", data_options={"num_samples": 20}))

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.func import functional_call
+from oracles import Case, dense_hessian
 
 from curvscope.cli import main
 from curvscope.errors import InputError
 from curvscope.experiments import get_study
-from curvscope.experiments._paper002 import smoothed_ce_floor
+from curvscope.experiments.paper002_smallnet import smoothed_ce_minimum
 from curvscope.experiments.paper002_trace import TraceDynamicsResult, _stats, rate_exponent
 from curvscope.plots.paper002_trace import trace_dynamics_figures
 
@@ -41,19 +41,9 @@ def tiny() -> TraceDynamicsResult:
 
 
 def _dense_trace(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
-    """tr of the reverse-over-reverse Hessian of label-smoothed cross-entropy."""
-    names = [n for n, _ in net.named_parameters()]
-    shapes = [p.shape for _, p in net.named_parameters()]
-    sizes = [p.numel() for _, p in net.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
-
-    def loss(flat: torch.Tensor) -> torch.Tensor:
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(flat, sizes), shapes)}
-        logits = functional_call(net, params, (x,))
-        return torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps)
-
-    hess = torch.autograd.functional.hessian(loss, theta, vectorize=True)  # reverse-over-reverse
-    return float(hess.diagonal().sum())
+    """tr of the reverse-over-reverse float64 Hessian (tests/oracles.py) of label-smoothed CE."""
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=eps)
+    return float(torch.diagonal(dense_hessian(Case(net, ce, x, y), vectorize=True)).sum())
 
 
 def test_saved_result_rebuilds_a_network_whose_trace_matches_a_dense_reference(tiny, tmp_path):
@@ -64,6 +54,15 @@ def test_saved_result_rebuilds_a_network_whose_trace_matches_a_dense_reference(t
     reference = _dense_trace(back.rebuild_model(run.final_state), x, y, 0.1)
     assert run.exact[-1] == pytest.approx(reference, rel=1e-9)
     assert abs(run.trace[-1] - reference) < 4 * run.trace_stderr[-1]
+    # an intermediate projected point: its loss and its Hutch++ trace are the reported ones
+    k = run.steps.size // 2
+    middle = back.rebuild_point(len(back.runs) - 1, k)
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(middle(x), y, label_smoothing=0.1)
+    assert float(loss) == pytest.approx(run.projected_loss[k], rel=1e-12)
+    assert abs(run.trace[k] - _dense_trace(middle, x, y, 0.1)) < 4 * run.trace_stderr[k]
+    np.testing.assert_array_equal(run.projected[-1], np.concatenate(
+        [v.reshape(-1) for v in run.final_state.values()]))  # fmt: skip
     with torch.no_grad():  # θ₀ rebuilt: its loss is the recorded one
         loss = torch.nn.functional.cross_entropy(back.rebuild_model()(x), y, label_smoothing=0.1)
     assert float(loss) == pytest.approx(back.start_loss, rel=1e-12)
@@ -79,7 +78,7 @@ def test_hutchpp_is_within_four_standard_errors_of_the_exact_trace(tiny):
 
 
 def test_projected_points_are_below_the_threshold_and_gd_runs_agree(tiny):
-    assert tiny.threshold == pytest.approx(smoothed_ce_floor(10, 0.1) + 0.3)
+    assert tiny.threshold == pytest.approx(smoothed_ce_minimum(0.1, 10) + 0.3)
     assert tiny.start_loss < tiny.threshold
     # the paper's level: the smallest loss any recorded iterate met; every point projected below
     assert tiny.level == min(run.loss.min() for run in tiny.runs)
@@ -111,11 +110,16 @@ def test_claims_and_summary_come_from_the_runs(tiny):
     assert claims[0].verdict == expected
     changes = [r.trace[-1] - r.trace[0] for r in tiny.select("sgd", 0.1)]
     assert sgd[0][0] == pytest.approx(np.mean(changes))
-    p, _ = rate_exponent(tiny)
-    if math.isfinite(p):
-        rates = [-s[2] for s in sgd]
-        assert p == pytest.approx(np.polyfit(np.log(lrs), np.log(rates), 1)[0])
-    assert claims[1].verdict in ("agrees", "partly", "disagrees", "not comparable")
+    p, p_se = rate_exponent(tiny)
+    rates = [-s[2] for s in sgd]
+    if min(rates) > 0:
+        (want, _), cov = np.polyfit(np.log(lrs), np.log(rates), 1, cov=True)
+        assert p == pytest.approx(want) and p_se == pytest.approx(math.sqrt(cov[0, 0]))
+        rule = "agrees" if abs(p - 2) <= 2 * p_se else ("partly" if p > 0 else "disagrees")
+    else:  # some mean SGD slope is not negative: no exponent to fit
+        assert math.isnan(p)
+        rule = "not comparable"
+    assert claims[1].verdict == rule
     summary = study.headline(tiny)
     assert summary["by_lr"]["0.1"]["sgd"]["change"] == sgd[0][0]
     assert study.sections(tiny)
@@ -153,3 +157,37 @@ def test_cli_run_writes_the_report(tmp_path: Path):
     assert res.exit_code == 0, res.output
     page = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "Trace under SGD vs GD" in page and "data:image/png;base64," in page
+
+
+@pytest.mark.parametrize(("batch", "momentum"), [(4, 0.0), (4, 0.9), (10, 0.5)])
+def test_sgd_path_is_torch_sgd_on_epoch_shuffled_batches(batch, momentum):
+    """_paper002.sgd_path against torch.optim.SGD fed the same permutations (batch 10 = N: GD)."""
+    from curvscope.experiments._paper002 import sgd_path
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(10, generator=gen, dtype=torch.float64)
+
+    def loss_of(theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return ((torch.tanh(x[idx] @ theta) - y[idx]) ** 2).mean()
+
+    start = torch.randn(3, generator=gen, dtype=torch.float64)
+    steps, lr = 11, 0.3
+    path = sgd_path(loss_of, start, 10, lr=lr, momentum=momentum, batch=batch, steps=steps,
+                    seed=5, every=1)  # fmt: skip
+    ref = torch.nn.Parameter(start.clone())
+    opt = torch.optim.SGD([ref], lr=lr, momentum=momentum)
+    order, stream, per_epoch = torch.arange(10), torch.Generator().manual_seed(5), 10 // batch
+    for step in range(steps):
+        if step % per_epoch == 0 and batch < 10:
+            order = torch.randperm(10, generator=stream)
+        k = step % per_epoch
+        opt.zero_grad()
+        loss_of(ref, order[k * batch : (k + 1) * batch]).backward()
+        opt.step()
+        assert path[step + 1][0] == step + 1
+        torch.testing.assert_close(path[step + 1][1], ref.detach(), rtol=0, atol=1e-14)
+    if batch == 10:  # full batch: the seed does not matter
+        other = sgd_path(loss_of, start, 10, lr=lr, momentum=momentum, batch=batch,
+                         steps=steps, seed=6, every=steps)  # fmt: skip
+        assert torch.equal(other[-1][1], path[-1][1])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.func import functional_call
+from oracles import Case, dense_hessian
 
 from curvscope.cli import main
 from curvscope.errors import InputError
@@ -46,18 +46,9 @@ def tiny() -> ValleyPathsResult:
 
 
 def _dense_trace(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    names = [n for n, _ in net.named_parameters()]
-    shapes = [p.shape for _, p in net.named_parameters()]
-    sizes = [p.numel() for _, p in net.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
-
-    def loss(flat: torch.Tensor) -> torch.Tensor:
-        params = {n: c.view(s) for n, c, s in zip(names, torch.split(flat, sizes), shapes)}
-        logits = functional_call(net, params, (x,))
-        return torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
-
-    hess = torch.autograd.functional.hessian(loss, theta, vectorize=True)  # reverse-over-reverse
-    return float(hess.diagonal().sum())
+    """tr of the reverse-over-reverse float64 Hessian (tests/oracles.py) of label-smoothed CE."""
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    return float(torch.diagonal(dense_hessian(Case(net, ce, x, y), vectorize=True)).sum())
 
 
 @pytest.mark.parametrize("variant", ["clean", "random-labels"])
@@ -151,6 +142,8 @@ def test_claims_come_from_the_paths(tiny):
         ("num_points=1", "num_points K must be >= 2"),
         ("threshold=-1", "threshold must be a positive loss"),
         ("num_matvecs=2", "num_matvecs must be >= 6"),
+        ("shuffled=0", "shuffled must be >= 1"),
+        ("shuffled=5000", r"shuffled must be at most the \d+ digits training images"),
     ],
 )
 def test_bad_config_is_an_input_error(override, match):

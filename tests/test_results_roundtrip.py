@@ -660,6 +660,7 @@ def _paper002_paths() -> dict[str, Callable[[], list[Any]]]:
         trace_stderr=np.array([0.1, 0.1]),
         exact=np.array([3.01, float("nan")]),
         final_state=state,
+        projected=np.arange(6.0).reshape(2, 3),
     )
     trace = TraceDynamicsResult(
         "noise-trace-dynamics",

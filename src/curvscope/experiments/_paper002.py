@@ -1,63 +1,28 @@
 """Pieces shared by the paper-002 path studies (``noise-trace-dynamics``, ``noise-valley-paths``):
 the digits MLP rebuilt from a result, the Hessian trace at a flat parameter vector (Hutch++ with
-its standard error, and the exact trace of the dense float64 Hessian for small nets), and the
-floor of label-smoothed cross-entropy.
+its standard error, and the exact trace of the dense float64 Hessian for small nets). The
+network builder, state dicts, typed data options and the floor of label-smoothed cross-entropy
+are those of :mod:`curvscope.experiments.paper002_smallnet`.
 
 The GD projection itself lives in :mod:`curvscope.training.projection` (spec ``theory.md`` §3.9).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from curvscope.persistence import savable
 
-__all__ = [
-    "TracePoint",
-    "build_mlp",
-    "load_flat",
-    "sgd_path",
-    "smoothed_ce_floor",
-    "state_of",
-    "trace_at",
-    "typed_options",
-]
-
-
-def build_mlp(input_dim: int, hidden: tuple[int, ...], classes: int, seed: int) -> nn.Module:
-    """The float64 MLP of the studies (curvscope's ``mlp``: tanh hidden layers)."""
-    from curvscope.models import ModelSpec
-
-    return (
-        ModelSpec("mlp", (input_dim,), classes, {"hidden": list(hidden)}).build(seed=seed).double()
-    )
+__all__ = ["TracePoint", "load_flat", "sgd_path", "trace_at"]
 
 
 def load_flat(net: nn.Module, theta: torch.Tensor) -> nn.Module:
     """Write the flat vector θ (``named_parameters`` order) into ``net`` and return it."""
     torch.nn.utils.vector_to_parameters(theta.detach().to(torch.float64), net.parameters())
     return net
-
-
-def state_of(net: nn.Module) -> dict[str, np.ndarray]:
-    """The state dict as float64 arrays (what a result stores to rebuild the network)."""
-    return {k: v.detach().double().numpy().copy() for k, v in net.state_dict().items()}
-
-
-def smoothed_ce_floor(classes: int, smoothing: float) -> float:
-    """:math:`L^* = H(q)`, the minimum of label-smoothed cross-entropy with
-    :math:`q = (1-\\epsilon)\\,\\text{onehot} + \\epsilon/C` (reached when softmax = q)."""
-    if smoothing <= 0:
-        return 0.0
-    big = 1.0 - smoothing + smoothing / classes
-    small = smoothing / classes
-    return float(-big * math.log(big) - (classes - 1) * small * math.log(small))
 
 
 @savable
@@ -125,20 +90,4 @@ def sgd_path(
         theta = (theta - lr * buffer).detach()
         if (step + 1) % every == 0:
             out.append((step + 1, theta.clone()))
-    return out
-
-
-def typed_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Data options with ``--set data_options.per_class=20`` strings as the numbers they spell
-    (dict values of a config keep the type they arrive with)."""
-    out = {}
-    for key, value in options.items():
-        if isinstance(value, str):
-            for kind in (int, float):
-                try:
-                    value = kind(value)
-                    break
-                except ValueError:
-                    pass
-        out[key] = value
     return out

@@ -46,7 +46,9 @@ from torch import nn
 
 from curvscope._version import __version__
 from curvscope.errors import CurvscopeError, InputError
+from curvscope.experiments._paper002 import load_flat
 from curvscope.experiments.config import StudyConfig
+from curvscope.experiments.paper002_smallnet import mlp, typed_options
 from curvscope.experiments.paper002_toy import stderr
 from curvscope.experiments.paper002_toy_models import TOY_MODELS, ToyModel, chain_generators
 from curvscope.experiments.paper003_width import SmallNetData
@@ -352,21 +354,9 @@ class DesignedNetResult:
 
     def rebuild_model(self, arm: str = "gd", seed_index: int = 0, point: int = 0) -> nn.Module:
         """The float64 network at the weights of one measurement."""
-        net = _build(self.input_dim, self.hidden, self.num_classes, self.activation, 0)
-        _load_flat(net, torch.from_numpy(np.array(self.weights(arm, seed_index, point))))
+        net = mlp(self.input_dim, self.hidden, self.num_classes, self.activation, 0)
+        load_flat(net, torch.from_numpy(np.array(self.weights(arm, seed_index, point))))
         return net
-
-
-def _build(input_dim: int, hidden: tuple[int, ...], classes: int, act: str, seed: int) -> nn.Module:
-    from curvscope.models import ModelSpec
-
-    options = {"hidden": list(hidden), "activation": act}
-    return ModelSpec("mlp", (input_dim,), classes, options).build(seed=seed).double()
-
-
-def _load_flat(net: nn.Module, flat: torch.Tensor) -> None:
-    with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(flat.to(torch.float64), net.parameters())
 
 
 def _flat(net: nn.Module) -> torch.Tensor:
@@ -408,7 +398,7 @@ def _noisy_run(
     """One arm from ``start``: (eigs (m, k), weights (m, P), loss (m,), max residual)."""
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     gen = torch.Generator().manual_seed(seed)
-    _load_flat(net, start)
+    load_flat(net, start)
     params = list(net.parameters())
     eigs, weights, losses, worst = [], [], [], 0.0
     vecs, scales = None, None
@@ -436,28 +426,17 @@ def _noisy_run(
         if arm != "gd":
             z = torch.randn(config.k, generator=gen, dtype=torch.float64)
             flat_grad = flat_grad + vecs @ (scales * z)
-        _load_flat(net, _flat(net) - config.eta * flat_grad)
+        load_flat(net, _flat(net) - config.eta * flat_grad)
     return np.array(eigs), np.array(weights), np.array(losses), worst
-
-
-def _number(value: Any) -> Any:
-    """A ``--set data_options.per_class=4`` string as the number it spells."""
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
 
 
 def check_network(config: DesignedNoiseConfig) -> tuple[SmallNetData, nn.Module, Any, Any]:
     """The data and the initial network; refuses a P too large for a dense check or k >= P."""
-    options = {key: _number(v) for key, v in config.data_options.items()}
+    options = typed_options(config.data_options)
     data = SmallNetData(config.data, options, config.seed)
     x, y = data.tensors()
     classes = int(y.max()) + 1
-    net = _build(x.shape[1], config.hidden, classes, config.activation, config.seed)
+    net = mlp(x.shape[1], config.hidden, classes, config.activation, config.seed)
     p = sum(q.numel() for q in net.parameters())
     if p > config.max_dense_params:
         raise InputError(

@@ -263,10 +263,13 @@ def run_fdr(config: FDRConfig, *, progress: bool = False, state_dir: Any = None)
     if x.ndim != 4:
         raise InputError(
             f"noise-fdr's CNN needs image inputs (N, C, H, W); {config.data!r} gives "
-            f"{tuple(x.shape)}"
+            f"{tuple(x.shape)}; use an image data set (digits, mnist, cifar10)"
         )
     if config.batch_size > len(y):
-        raise InputError(f"batch_size {config.batch_size} exceeds the {len(y)} training samples")
+        raise InputError(
+            f"batch_size must be at most the {len(y)} training samples; got "
+            f"{config.batch_size}; lower batch_size or raise data_options.per_class"
+        )
     classes = int(y.max()) + 1
     net = _build(int(x.shape[1]), config.channels, classes, config.seed)
     loss = make_loss("cross_entropy", classes=classes, label_smoothing=config.label_smoothing)

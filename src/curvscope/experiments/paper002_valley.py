@@ -45,15 +45,9 @@ from torch import nn
 
 from curvscope._version import __version__
 from curvscope.errors import InputError
-from curvscope.experiments._paper002 import (
-    TracePoint,
-    load_flat,
-    sgd_path,
-    smoothed_ce_floor,
-    trace_at,
-    typed_options,
-)
+from curvscope.experiments._paper002 import TracePoint, load_flat, sgd_path, trace_at
 from curvscope.experiments.config import StudyConfig
+from curvscope.experiments.paper002_smallnet import smoothed_ce_minimum, typed_options
 from curvscope.experiments.paper003_width import SmallNetData
 from curvscope.experiments.registry import Claim, FigureRef, Section, Study, Table, Text, register
 from curvscope.persistence import savable
@@ -207,6 +201,22 @@ def _check(config: ValleyPathsConfig) -> None:
         )
     if config.num_matvecs < 6:
         raise InputError(f"num_matvecs must be >= 6 for Hutch++; got {config.num_matvecs}")
+    if "random-labels" in config.variants:
+        from curvscope.data import load_dataset
+
+        if config.shuffled < 1:
+            raise InputError(
+                f"shuffled must be >= 1 (the random-label images); got {config.shuffled}"
+            )
+        clean = load_dataset(
+            config.data, "train", seed=config.seed, **typed_options(config.data_options)
+        )
+        rest = len(load_dataset(config.data, "train", seed=config.seed)) - len(clean)
+        if config.shuffled > rest:  # checked before the clean variant trains
+            raise InputError(
+                f"shuffled must be at most the {rest} {config.data} training images outside "
+                f"the clean set; got shuffled = {config.shuffled}; lower shuffled or per_class"
+            )
 
 
 def _train_config(config: ValleyPathsConfig) -> Any:
@@ -245,7 +255,10 @@ def _pretrain_random_labels(config: ValleyPathsConfig, train_config: Any, folder
     rest = np.setdiff1d(np.arange(len(full)), a_idx)
     gen = np.random.default_rng(config.seed + 7919)
     if config.shuffled > rest.size:
-        raise InputError(f"shuffled = {config.shuffled} but only {rest.size} other images exist")
+        raise InputError(
+            f"shuffled must be at most the {rest.size} {config.data} training images outside "
+            f"the clean set; got shuffled = {config.shuffled}; lower shuffled or per_class"
+        )
     b_idx = np.sort(gen.choice(rest, size=config.shuffled, replace=False))
     xb, yb = full.get_batch(torch.from_numpy(b_idx))
     b_labels = yb.numpy()[gen.permutation(b_idx.size)]
@@ -272,7 +285,7 @@ def _pretrain_random_labels(config: ValleyPathsConfig, train_config: Any, folder
         every=steps,
     )[-1][1]
     loss_a = model_loss(net, loss_fn, xa.to(torch.float64), ya)
-    floor = smoothed_ce_floor(run.train_set.num_outputs, config.label_smoothing)
+    floor = smoothed_ce_minimum(config.label_smoothing, run.train_set.num_outputs)
     gd = project_to_threshold(
         loss_a,
         theta,
@@ -429,7 +442,7 @@ def run_valley_paths(
         num_classes=info["classes"],
         input_dim=int(x.shape[1]),
         num_params=info["P"],
-        floor=smoothed_ce_floor(info["classes"], config.label_smoothing),
+        floor=smoothed_ce_minimum(config.label_smoothing, info["classes"]),
         paths=tuple(paths),
         timings={"total": time.perf_counter() - tick},
     )
