@@ -205,3 +205,24 @@ def test_bad_lanczos_options_raise() -> None:
         top_eigenpairs(op, 3, max_matvecs=2)
     with pytest.raises(InputError, match=r"method must be one of"):
         top_eigenpairs(op, 3, method="arnoldi")
+
+
+def test_vector_tol_gives_eigenvectors_to_that_residual() -> None:
+    """tol bounds the eigenvalues (the vectors are only ~sqrt(tol) accurate); vector_tol also
+    bounds each residual by vector_tol·‖M‖, so the top-k subspace matches eigh's."""
+    lam = _spectrum("clustered")
+    op = _planted(lam)
+    matrix = op.to_dense().numpy()
+    values, vectors = np.linalg.eigh(matrix)
+    want = vectors[:, ::-1][:, :4]
+    loose = top_eigenpairs(op, 4, tol=1e-6)
+    tight = top_eigenpairs(op, 4, tol=1e-6, vector_tol=1e-11)
+    norm = np.abs(values).max()
+    got = tight.vectors.numpy() if hasattr(tight.vectors, "numpy") else np.asarray(tight.vectors)
+    residuals = np.linalg.norm(matrix @ got - got * np.asarray(tight.values), axis=0)
+    assert residuals.max() <= 1e-11 * norm * 1.01
+    # subspace distance to eigh's top-4 eigenvectors (gap to the 5th: 1.985)
+    assert np.linalg.norm(want @ want.T - got @ got.T, 2) < 1e-10
+    assert np.max(loose.residuals) > 1e-11 * norm  # without it the vectors are looser
+    with pytest.raises(InputError, match="vector_tol"):
+        top_eigenpairs(op, 2, vector_tol=1e-20)

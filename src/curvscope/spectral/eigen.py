@@ -137,6 +137,7 @@ def top_eigenpairs(
     *,
     which: Which = "largest",
     tol: float | None = None,
+    vector_tol: float | None = None,
     seed: int = 0,
     method: Method = "auto",
     block_size: int | None = None,
@@ -155,7 +156,7 @@ def top_eigenpairs(
 
     or when ``max_matvecs`` columns are spent (``converged`` then says which are not, and a
     warning is issued). The eigenvectors are accurate to about :math:`r_i/\\delta_i`, i.e. to
-    the square root of the eigenvalue accuracy.
+    the square root of the eigenvalue accuracy; pass ``vector_tol`` when the vectors matter.
 
     Args:
         op: a symmetric operator (curvscope operator, SciPy linear operator, dense matrix).
@@ -165,6 +166,11 @@ def top_eigenpairs(
             A tol below what products in the operator's dtype can deliver
             (:func:`~curvscope.spectral.thick_restart.accuracy_floor`: 4 eps, 4.8e-7 in
             float32) raises :class:`InputError` at once.
+        vector_tol: when given, every returned pair also has a residual
+            :math:`\\|Mv_i - \\theta_i v_i\\| \\le \\text{vector\\_tol}\\,\\|M\\|`, so each
+            eigenvector is accurate to about ``vector_tol``·‖M‖/gap (for subspaces that
+            matter, e.g. noise injected into the top-k eigenspace). For ``eigsh``/``lobpcg``,
+            whose ``tol`` is a residual already, the smaller of the two is used.
         seed: seed of the CPU generator for the start block / vector.
         method: ``"lanczos"`` (thick-restart Lanczos, one vector per product), ``"block_lanczos"``
             (the same with a block of ``k`` vectors: resolves eigenvalues of multiplicity up to
@@ -220,6 +226,13 @@ def top_eigenpairs(
             f"{floor:.1e}; pass tol >= {floor:.1e}, or build the operator in float64 "
             "(e.g. model.double() and float64 data)"
         )
+    if vector_tol is not None and not (
+        isinstance(vector_tol, (int, float)) and floor <= vector_tol < 1
+    ):
+        raise InputError(
+            f"vector_tol must be a relative residual in [{floor:.1e}, 1) (products in "
+            f"{op.dtype} cannot do better), got {vector_tol!r}"
+        )
     budget = max(300, 60 * k) if max_matvecs is None else max_matvecs
     budget = check_int("max_matvecs", budget, minimum=k + 1, expected=f"an integer > k = {k}")
     generator = make_generator(seed)
@@ -244,6 +257,7 @@ def top_eigenpairs(
             which=which,
             tol=tol,
             floor=floor,
+            vector_tol=vector_tol,
             generator=generator,
             block_size=block,
             max_dim=dim,
@@ -254,7 +268,10 @@ def top_eigenpairs(
         scale = max(found.norm_estimate, float(np.abs(values).max()), np.finfo(float).tiny)
         errors = np.maximum(found.errors, floor * scale)
     else:
-        values, vectors_np, matvecs = _scipy_eigenpairs(op, k, which, tol, used, generator, budget)
+        scipy_tol = tol if vector_tol is None else min(tol, vector_tol)
+        values, vectors_np, matvecs = _scipy_eigenpairs(
+            op, k, which, scipy_tol, used, generator, budget
+        )
         check = torch.as_tensor(vectors_np, dtype=op.dtype, device=op.device)
         values_t = torch.as_tensor(np.nan_to_num(values), dtype=op.dtype, device=op.device)
         residuals = (op @ check - check * values_t).double().norm(dim=0).cpu().numpy()

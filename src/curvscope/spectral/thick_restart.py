@@ -142,6 +142,7 @@ def thick_restart_lanczos(
     which: str,
     tol: float,
     floor: float = 0.0,
+    vector_tol: float | None = None,
     generator: torch.Generator,
     block_size: int,
     max_dim: int,
@@ -151,7 +152,9 @@ def thick_restart_lanczos(
 
     Stops when :func:`error_bounds` of the k wanted Ritz pairs are all
     :math:`\\le \\max(\\text{tol}\\,|\\theta_i|, \\text{floor}\\,\\|M\\|)`, or after ``max_matvecs`` product columns (the
-    result then has bounds above tol, which the caller reports). Each step is one block
+    result then has bounds above tol, which the caller reports). With ``vector_tol`` each wanted
+    pair must also have a residual :math:`r_i \\le \\text{vector\\_tol}\\,\\|M\\|` (eigenvectors
+    accurate to about :math:`r_i/\\delta_i`). Each step is one block
     product of ``block_size`` columns; when the basis would exceed ``max_dim`` columns the
     ``keep`` best Ritz vectors (half of the free room beyond k) are kept and the run continues
     from the current residual block.
@@ -191,6 +194,8 @@ def thick_restart_lanczos(
         enough = j >= k
         target = np.maximum(tol * np.abs(theta[wanted]), floor * norm_estimate)
         done = enough and bool(np.all(bounds[wanted] <= target))
+        if done and vector_tol is not None:
+            done = bool(np.all(residuals[wanted] <= vector_tol * norm_estimate))
         if done or matvecs + b > max_matvecs:
             chosen = torch.as_tensor(rot[:, wanted], dtype=dtype, device=device)
             return KrylovEigen(
