@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._inputs import BatchSizeFn, describe
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
+from curvscope.operators._rewrites import RewrittenModel, parse_rewrite, rewrite_model, rewrite_name
 from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
@@ -56,6 +58,12 @@ class EngineReport:
     # graph) or "fresh" (prepared for this product)
     timings: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
     chosen: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: kernel rewrite candidate ("fold-bn", ...) -> "ok" | why it is not used
+    rewrites: dict[str, str] = field(default_factory=dict)
+    #: rewrite candidate -> seconds of one reference product on the first batch (``"auto"``)
+    rewrite_timings: dict[str, float] = field(default_factory=dict)
+    #: the rewrite products run with ("none" when the model is evaluated as written)
+    rewrite: str = "none"
 
     def usable(self, methods: Sequence[str]) -> list[str]:
         return [m for m in methods if self.verified.get(m, "ok") == "ok"]
@@ -119,6 +127,18 @@ class CurvatureOperator(SymmetricOperator):
         train_mode: evaluate the model in train mode (BatchNorm batch statistics, dropout); off by
             default, as curvature is a property of the deterministic network.
         progress: show a progress bar over batches for every product.
+        rewrite: exact kernel rewrites of the forward used for products
+            (:mod:`curvscope.operators._rewrites`): ``"fold-bn"`` folds each eval-mode
+            BatchNorm that directly follows a Conv/Linear into that layer inside the
+            functional forward (still differentiated with respect to the original
+            parameters), ``"channels-last"`` runs 4-D inputs in channels_last memory, or
+            ``"fold-bn+channels-last"``. Every rewrite is verified against the unrewritten
+            reverse-over-reverse product (float64 to 1e-8 and in the operator's dtype to
+            sqrt(eps)) before use; one that fails is not used (with a warning when it was
+            asked for). ``"auto"`` (default) times one product with and without ``fold-bn``
+            on the first batch and keeps the faster verified one; ``"none"`` evaluates the
+            model as written. The user's model is never changed. See ``report.rewrites``,
+            ``report.rewrite_timings`` and ``report.rewrite``.
     """
 
     def __init__(
@@ -139,6 +159,7 @@ class CurvatureOperator(SymmetricOperator):
         cache_memory: int | str | None = None,
         train_mode: bool = False,
         progress: bool = False,
+        rewrite: str | None = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -201,6 +222,8 @@ class CurvatureOperator(SymmetricOperator):
         self.report = EngineReport(reference=self._methods[0] if self._methods else "")
         self._num_data: int | None = None
         self._checked = False
+        self._rewrite_request = parse_rewrite(rewrite)
+        self._rewritten: RewrittenModel | None = None
 
     def _cast(self, t: torch.Tensor) -> torch.dtype:
         return self._dtype if t.is_floating_point() else t.dtype
@@ -287,6 +310,9 @@ class CurvatureOperator(SymmetricOperator):
         mapping)."""
         names, fixed, buffers, model = self.layout.names, self._fixed, self._buffers, self.model
         fresh_buffers = self.train_mode  # train-mode BatchNorm updates buffers in place
+        if self._rewritten is not None:  # an exact rewrite of the same function (verified)
+            model = self._rewritten.module
+            inputs = self._rewritten.prepare_inputs(inputs)
 
         def fn(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
             tensors = dict(zip(names, params))
@@ -361,12 +387,89 @@ class CurvatureOperator(SymmetricOperator):
                     "the default) or remove the random layers. If the difference is only GPU "
                     "non-determinism, pass check_deterministic=False."
                 )
+        self._choose_rewrite(first)
         if self.verify and len(self._methods) > 1 and self.method != self._methods[0]:
             # verify imports the operator kinds, which import this module
             from curvscope.operators.verify import verify_methods
 
             verify_methods(self, first)
         self._checked = True
+
+    @contextlib.contextmanager
+    def _using(self, rewritten: RewrittenModel | None) -> Iterator[None]:
+        saved = self._rewritten
+        self._rewritten = rewritten
+        try:
+            yield
+        finally:
+            self._rewritten = saved
+
+    def _choose_rewrite(self, first: Batch) -> None:
+        """Build, verify and (for ``"auto"``) time the kernel rewrites; keep the chosen one."""
+        from curvscope.operators.verify import verify_rewrite  # verify imports this module
+
+        request, report = self._rewrite_request, self.report
+        if request == ():
+            return
+        if request is None:  # auto: BatchNorm folding only (channels_last is opt-in)
+            candidates: list[tuple[str, ...]] = [] if self.train_mode else [("fold-bn",)]
+        elif "fold-bn" in request and self.train_mode:
+            report.rewrites[rewrite_name(request)] = (
+                "not applicable: train_mode=True, BatchNorm uses batch statistics and "
+                "cannot be folded"
+            )
+            candidates = []
+        else:
+            candidates = [request]
+        verified: dict[str, RewrittenModel] = {}
+        for parts in candidates:
+            name = rewrite_name(parts)
+            try:
+                rewritten = rewrite_model(self.model, parts)
+            except InputError as err:
+                report.rewrites[name] = f"not applicable: {err}"
+                continue
+            report.rewrites[name] = verify_rewrite(self, first, rewritten)
+            if report.rewrites[name] == "ok":
+                verified[name] = rewritten
+        if request is not None and not verified:
+            name = rewrite_name(request)
+            warnings.warn(
+                f"rewrite={name!r} is not used, products run on the model as written: "
+                f"{report.rewrites.get(name)}",
+                stacklevel=4,
+            )
+            return
+        if not verified:
+            return
+        if request is not None:
+            report.rewrite = rewrite_name(request)
+            self._rewritten = verified[report.rewrite]
+            return
+        options: dict[str, RewrittenModel | None] = {"none": None, **verified}
+        report.rewrite_timings = self._time_rewrites(first, options)
+        report.rewrite = min(report.rewrite_timings, key=report.rewrite_timings.__getitem__)
+        self._rewritten = options[report.rewrite]
+
+    def _time_rewrites(
+        self, first: Batch, options: dict[str, RewrittenModel | None], rounds: int = 2
+    ) -> dict[str, float]:
+        """Seconds of one reference product (prepare + apply, k = 1) on the first batch per
+        option; the minimum over ``rounds`` interleaved runs."""
+        gen = torch.Generator().manual_seed(0)
+        vec = torch.randn(self.layout.size, 1, generator=gen, dtype=torch.float64)
+        pieces = self.layout.split(vec.to(self._device, self._dtype))
+        reference = self._methods[0]
+        timings = {name: float("inf") for name in options}
+        for _ in range(rounds):
+            for name, rewritten in options.items():
+                with self._using(rewritten):
+                    start = time.perf_counter()
+                    self._apply(self._prepare(reference, first, self.params), pieces)
+                    if self._device.type == "cuda":
+                        torch.cuda.synchronize(self._device)
+                    timings[name] = min(timings[name], time.perf_counter() - start)
+        return timings
 
     def _forward_checked(self, batch: Batch) -> torch.Tensor:
         try:
