@@ -220,3 +220,42 @@ def test_untraceable_model_is_reported_not_applicable() -> None:
     op @ torch.ones(op.shape[0], dtype=torch.float64)
     assert op.report.rewrite == "none"
     assert "torch.fx cannot trace" in op.report.rewrites["fold-bn"]
+
+
+# ---------------------------------------------------------------- method choice without a cache
+
+
+def test_uncached_tuning_ignores_a_one_time_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The double backward pays a one-time cost on its first call (torch imports sympy lazily on
+    the first double backward); forward-over-reverse is slower on every batch. A single
+    first-batch timing picks fwd-rev; the round-robin minimum picks rev-rev, and every batch's
+    product, whichever method computed it, is exact."""
+    import time
+
+    import curvscope.operators.hessian as hessian_module
+
+    real_apply = hessian_module.hessian_apply
+    calls = {"rev-rev": 0}
+
+    def costly(state, block):
+        if not op._checked:  # verification before the first product: not timed
+            pass
+        elif state.method == "rev-rev":
+            calls["rev-rev"] += 1
+            if calls["rev-rev"] == 1:
+                time.sleep(0.5)
+        elif state.method == "fwd-rev":
+            time.sleep(0.1)
+        return real_apply(state, block)
+
+    monkeypatch.setattr(hessian_module, "hessian_apply", costly)
+    case = make_case("mlp-tanh", "ce", num_data=12)
+    op = HessianOperator(
+        case.model, case.loss_fn, (case.inputs, case.targets), batch_size=3, cache=False
+    )
+    block = _block(op, 1)
+    ref = dense_hessian(case) @ block
+    assert _close(op @ block, ref)  # 4 batches dealt to rev-rev and fwd-rev, 2 each
+    assert op.report.chosen[("fresh", 1)] == "rev-rev" and calls["rev-rev"] == 2
+    assert set(op.report.timings[("fresh", 1)]) == {"rev-rev", "fwd-rev"}
+    assert _close(op @ block, ref)
