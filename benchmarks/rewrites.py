@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.spectral import gradient_pass_seconds, small_cnn
+from benchmarks.spectral import gradient_pass_seconds, small_cnn, sync
 
 REWRITES = ("none", "fold-bn", "channels-last", "fold-bn+channels-last")
 KERNELS = ("convolution", "batch_norm", "mul", "add", "copy_", "contiguous")
@@ -41,7 +41,9 @@ def kernel_counts(op: Any, vector: torch.Tensor) -> dict[str, int]:
     return counts
 
 
-def bench(num_samples: int, repeats: int, cache: bool) -> list[dict[str, Any]]:
+def bench(
+    num_samples: int, repeats: int, cache: bool, device: torch.device
+) -> list[dict[str, Any]]:
     from curvscope.operators import HessianOperator
 
     gen = torch.Generator().manual_seed(0)
@@ -52,13 +54,14 @@ def bench(num_samples: int, repeats: int, cache: bool) -> list[dict[str, Any]]:
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.normal_(0, 0.1, generator=gen)
                 m.running_var.uniform_(0.5, 1.5, generator=gen)
-    x = torch.randn(num_samples, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (num_samples,), generator=gen)
-    gp = gradient_pass_seconds(model, x, y, torch.device("cpu"))
+    x = torch.randn(num_samples, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(0, 10, (num_samples,), generator=gen).to(device)
+    model = model.to(device)
+    gp = gradient_pass_seconds(model, x, y, device)
     ops: dict[str, tuple[Any, torch.Tensor]] = {}
     rows: dict[str, dict[str, Any]] = {}
     size = sum(p.numel() for p in model.parameters())
-    vector = torch.randn(size, generator=gen)  # one vector for every rewrite
+    vector = torch.randn(size, generator=gen).to(device)  # one vector for every rewrite
     for rewrite in REWRITES:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -80,8 +83,10 @@ def bench(num_samples: int, repeats: int, cache: bool) -> list[dict[str, Any]]:
         rows[rewrite]["rel_diff_float32"] = float((first - reference).norm() / reference.norm())
     for _ in range(repeats):  # interleaved
         for rewrite, (op, _first) in ops.items():
+            sync(device)
             tick = time.perf_counter()
             op @ vector
+            sync(device)
             rows[rewrite]["times"].append(time.perf_counter() - tick)
     for row in rows.values():
         row["gp"] = float(np.median(row.pop("times"))) / gp
@@ -93,12 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    print(f"small CNN, N = {args.num_samples}, float32, torch {torch.__version__}")
+    device = torch.device(args.device)
+    print(f"small CNN, N = {args.num_samples}, float32, {device}, torch {torch.__version__}")
     print("| rewrite | cache | used | verification | diff vs none | gp/product | kernels |")
     print("|---|---|---|---|---|---|---|")
     for cache in (True, False):
-        for row in bench(args.num_samples, args.repeats, cache):
+        for row in bench(args.num_samples, args.repeats, cache, device):
             print(
                 f"| {row['rewrite']} | {row['cache']} | {row['used']} | {row['verified']} | "
                 f"{row['rel_diff_float32']:.1e} | {row['gp']:.2f} | {row['kernels']} |"
