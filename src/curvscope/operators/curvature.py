@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,12 +39,15 @@ from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._inputs import BatchSizeFn, describe
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
 from curvscope.operators._params import select_parameters
+from curvscope.operators._rewrites import RewrittenModel, parse_rewrite, rewrite_model, rewrite_name
 from curvscope.operators.base import SymmetricOperator, as_dtype, digest
 
 __all__ = ["CacheInfo", "CurvatureOperator", "EngineReport"]
 
 CacheMode = Literal["auto"] | bool
 DETERMINISM_SAMPLES = 32
+#: timed batches per candidate method before ``method="auto"`` chooses for uncached batches
+TUNING_RUNS = 2
 
 
 @dataclass
@@ -52,10 +56,17 @@ class EngineReport:
 
     reference: str
     verified: dict[str, str] = field(default_factory=dict)  # method -> "ok" | reason it is unusable
-    # (state kind, k) -> method -> seconds of the first batch; kind is "graph" (cached reverse
-    # graph) or "fresh" (prepared for this product)
+    # (state kind, k) -> method -> seconds; kind is "graph" (cached reverse graph: seconds of the
+    # first batch) or "fresh" (prepared for this product: the least seconds per sample over
+    # TUNING_RUNS batches per method, the batches dealt round-robin among the candidates)
     timings: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
     chosen: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: kernel rewrite candidate ("fold-bn", ...) -> "ok" | why it is not used
+    rewrites: dict[str, str] = field(default_factory=dict)
+    #: rewrite candidate -> seconds of one reference product on the first batch (``"auto"``)
+    rewrite_timings: dict[str, float] = field(default_factory=dict)
+    #: the rewrite products run with ("none" when the model is evaluated as written)
+    rewrite: str = "none"
 
     def usable(self, methods: Sequence[str]) -> list[str]:
         return [m for m in methods if self.verified.get(m, "ok") == "ok"]
@@ -119,6 +130,18 @@ class CurvatureOperator(SymmetricOperator):
         train_mode: evaluate the model in train mode (BatchNorm batch statistics, dropout); off by
             default, as curvature is a property of the deterministic network.
         progress: show a progress bar over batches for every product.
+        rewrite: exact kernel rewrites of the forward used for products
+            (:mod:`curvscope.operators._rewrites`): ``"fold-bn"`` folds each eval-mode
+            BatchNorm that directly follows a Conv/Linear into that layer inside the
+            functional forward (still differentiated with respect to the original
+            parameters), ``"channels-last"`` runs 4-D inputs in channels_last memory, or
+            ``"fold-bn+channels-last"``. Every rewrite is verified against the unrewritten
+            reverse-over-reverse product (float64 to 1e-8 and in the operator's dtype to
+            sqrt(eps)) before use; one that fails is not used (with a warning when it was
+            asked for). ``"auto"`` (default) times one product with and without ``fold-bn``
+            on the first batch and keeps the faster verified one; ``"none"`` evaluates the
+            model as written. The user's model is never changed. See ``report.rewrites``,
+            ``report.rewrite_timings`` and ``report.rewrite``.
     """
 
     def __init__(
@@ -139,6 +162,7 @@ class CurvatureOperator(SymmetricOperator):
         cache_memory: int | str | None = None,
         train_mode: bool = False,
         progress: bool = False,
+        rewrite: str | None = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -196,11 +220,14 @@ class CurvatureOperator(SymmetricOperator):
         )
         self.cache_info = CacheInfo(budget_bytes=budget)
         self._cache: dict[int, GraphState] = {}
+        self._tuning: dict[tuple[str, int], dict[str, list[float]]] = {}
         self.train_mode = train_mode
         self.progress = progress
         self.report = EngineReport(reference=self._methods[0] if self._methods else "")
         self._num_data: int | None = None
         self._checked = False
+        self._rewrite_request = parse_rewrite(rewrite)
+        self._rewritten: RewrittenModel | None = None
 
     def _cast(self, t: torch.Tensor) -> torch.dtype:
         return self._dtype if t.is_floating_point() else t.dtype
@@ -287,6 +314,9 @@ class CurvatureOperator(SymmetricOperator):
         mapping)."""
         names, fixed, buffers, model = self.layout.names, self._fixed, self._buffers, self.model
         fresh_buffers = self.train_mode  # train-mode BatchNorm updates buffers in place
+        if self._rewritten is not None:  # an exact rewrite of the same function (verified)
+            model = self._rewritten.module
+            inputs = self._rewritten.prepare_inputs(inputs)
 
         def fn(params: tuple[torch.Tensor, ...]) -> torch.Tensor:
             tensors = dict(zip(names, params))
@@ -361,12 +391,89 @@ class CurvatureOperator(SymmetricOperator):
                     "the default) or remove the random layers. If the difference is only GPU "
                     "non-determinism, pass check_deterministic=False."
                 )
+        self._choose_rewrite(first)
         if self.verify and len(self._methods) > 1 and self.method != self._methods[0]:
             # verify imports the operator kinds, which import this module
             from curvscope.operators.verify import verify_methods
 
             verify_methods(self, first)
         self._checked = True
+
+    @contextlib.contextmanager
+    def _using(self, rewritten: RewrittenModel | None) -> Iterator[None]:
+        saved = self._rewritten
+        self._rewritten = rewritten
+        try:
+            yield
+        finally:
+            self._rewritten = saved
+
+    def _choose_rewrite(self, first: Batch) -> None:
+        """Build, verify and (for ``"auto"``) time the kernel rewrites; keep the chosen one."""
+        from curvscope.operators.verify import verify_rewrite  # verify imports this module
+
+        request, report = self._rewrite_request, self.report
+        if request == ():
+            return
+        if request is None:  # auto: BatchNorm folding only (channels_last is opt-in)
+            candidates: list[tuple[str, ...]] = [] if self.train_mode else [("fold-bn",)]
+        elif "fold-bn" in request and self.train_mode:
+            report.rewrites[rewrite_name(request)] = (
+                "not applicable: train_mode=True, BatchNorm uses batch statistics and "
+                "cannot be folded"
+            )
+            candidates = []
+        else:
+            candidates = [request]
+        verified: dict[str, RewrittenModel] = {}
+        for parts in candidates:
+            name = rewrite_name(parts)
+            try:
+                rewritten = rewrite_model(self.model, parts)
+            except InputError as err:
+                report.rewrites[name] = f"not applicable: {err}"
+                continue
+            report.rewrites[name] = verify_rewrite(self, first, rewritten)
+            if report.rewrites[name] == "ok":
+                verified[name] = rewritten
+        if request is not None and not verified:
+            name = rewrite_name(request)
+            warnings.warn(
+                f"rewrite={name!r} is not used, products run on the model as written: "
+                f"{report.rewrites.get(name)}",
+                stacklevel=4,
+            )
+            return
+        if not verified:
+            return
+        if request is not None:
+            report.rewrite = rewrite_name(request)
+            self._rewritten = verified[report.rewrite]
+            return
+        options: dict[str, RewrittenModel | None] = {"none": None, **verified}
+        report.rewrite_timings = self._time_rewrites(first, options)
+        report.rewrite = min(report.rewrite_timings, key=report.rewrite_timings.__getitem__)
+        self._rewritten = options[report.rewrite]
+
+    def _time_rewrites(
+        self, first: Batch, options: dict[str, RewrittenModel | None], rounds: int = 2
+    ) -> dict[str, float]:
+        """Seconds of one reference product (prepare + apply, k = 1) on the first batch per
+        option; the minimum over ``rounds`` interleaved runs."""
+        gen = torch.Generator().manual_seed(0)
+        vec = torch.randn(self.layout.size, 1, generator=gen, dtype=torch.float64)
+        pieces = self.layout.split(vec.to(self._device, self._dtype))
+        reference = self._methods[0]
+        timings = {name: float("inf") for name in options}
+        for _ in range(rounds):
+            for name, rewritten in options.items():
+                with self._using(rewritten):
+                    start = time.perf_counter()
+                    self._apply(self._prepare(reference, first, self.params), pieces)
+                    if self._device.type == "cuda":
+                        torch.cuda.synchronize(self._device)
+                    timings[name] = min(timings[name], time.perf_counter() - start)
+        return timings
 
     def _forward_checked(self, batch: Batch) -> torch.Tensor:
         try:
@@ -431,6 +538,50 @@ class CurvatureOperator(SymmetricOperator):
         best = min(timings, key=timings.__getitem__)
         self.report.chosen[key] = best
         return results[best]
+
+    def _timed_rounds(
+        self, key: tuple[str, int], candidates: list[str], run: Callable[[str], Any], size: int
+    ) -> Any:
+        """Like :meth:`_timed` for batches prepared afresh (no cached graph), where a state's
+        forward and first backward are part of the cost: the batches are dealt round-robin to
+        the candidates, each batch's result is used (every verified method computes the same
+        product), and the method with the least seconds per sample, minimum over
+        ``TUNING_RUNS`` batches each, is kept. The minimum discards one-time costs (lazy
+        imports, allocator warm-up on a method's first call) that made a single first-batch
+        timing pick forward-over-reverse although the double backward was faster over the
+        whole data (issue 16)."""
+        chosen = self.report.chosen.get(key)
+        if chosen is not None:
+            return run(chosen)
+        if len(candidates) == 1:
+            self.report.chosen[key] = candidates[0]
+            return run(candidates[0])
+        runs = self._tuning.setdefault(key, {m: [] for m in candidates})
+        while True:
+            live = [m for m in candidates if m in runs]
+            if not live:
+                raise EngineVerificationError(
+                    f"no product method could run on this model at k={key[1]}"
+                )
+            method = min(live, key=lambda m: len(runs[m]))  # round-robin
+            try:
+                start = time.perf_counter()
+                result = run(method)
+                if self._device.type == "cuda":
+                    torch.cuda.synchronize(self._device)
+                runs[method].append((time.perf_counter() - start) / max(size, 1))
+                break
+            except RuntimeError as err:  # a method that cannot run at this k is not chosen
+                if method == self._methods[0]:
+                    raise  # the reference must run: the batch itself is at fault
+                self.report.verified[method] = f"failed at k={key[1]}: {str(err).splitlines()[0]}"
+                del runs[method]
+        if all(len(times) >= TUNING_RUNS for times in runs.values()):
+            timings = {m: min(times) for m, times in runs.items()}
+            self.report.timings[key] = timings
+            self.report.chosen[key] = min(timings, key=timings.__getitem__)
+            del self._tuning[key]
+        return result
 
     # ------------------------------------------------------------------ the pass
     def _batches(self) -> Iterator[Batch]:
@@ -499,10 +650,11 @@ class CurvatureOperator(SymmetricOperator):
                 self._usable(self._graph_methods, k),
                 lambda m: self._apply(_with_method(state, m), pieces),
             )
-        return self._timed(
+        return self._timed_rounds(
             ("fresh", k),
             self._usable(self._methods, k),
             lambda m: self._apply(self._prepare(m, batch, self.params), pieces),
+            batch.size,
         )
 
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,7 @@ class FisherOperator(OutputSpaceOperator):
         cache_memory: int | str | None = None,
         train_mode: bool = False,
         progress: bool = False,
+        rewrite: str | None = "auto",
     ) -> None:
         super().__init__(
             model,
@@ -110,6 +111,7 @@ class FisherOperator(OutputSpaceOperator):
             cache_memory=cache_memory,
             train_mode=train_mode,
             progress=progress,
+            rewrite=rewrite,
         )
         if mc_samples is not None:
             mc_samples = check_int(
