@@ -153,3 +153,21 @@ def test_numpy_tanh_is_torch_tanh_to_one_ulp():
     ulp = torch.nextafter(ref.abs(), torch.tensor(float("inf"), dtype=torch.float64)) - ref.abs()
     assert ((y - ref).abs() <= ulp).all()
     assert torch.equal(torch.signbit(y), torch.signbit(ref))
+
+
+def test_manual_step_with_two_torch_threads_equals_autograd():
+    """With more than one torch thread the batched products run through torch, not numpy."""
+    model, params = _stack(_deep)
+    x, y = _data(None, False)
+    ops = stacked_plan(model, 2)
+    step = manual_step(manual_plan(ops), nn.MSELoss())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads, loss = step(params, x, y, None)
+    finally:
+        torch.set_num_threads(threads)
+    ref, ref_loss = _autograd_grads(ops, nn.MSELoss(), params, x, y, None)
+    assert torch.allclose(loss, ref_loss, rtol=1e-13, atol=0)
+    for k, g in grads.items():
+        assert (g - ref[k]).abs().max() <= 1e-13 * ref[k].abs().max()

@@ -323,6 +323,10 @@ def _loss_and_grad(
     return None
 
 
+# batched products through torch (not numpy) when torch runs more than one thread
+_BMM_THREADED = True
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """The (batched) product ``a @ b`` (into ``out`` if given; views of any strides).
 
@@ -330,9 +334,18 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -
     (OpenBLAS small-matrix kernels) runs these R small products ~1.5x faster than
     ``torch.bmm`` here (64 x (64x30 @ 30x16) float64: ~110 us against ~165 us, one thread), and
     the first layer's ``g^T X`` (R*h x N @ N x d) ~2.5x faster than ``torch.mm``, which makes
-    the transposed product slow (``benchmarks/results/ensemble_cpu.md``).
+    the transposed product slow (``benchmarks/results/ensemble_cpu.md``). numpy's loop runs on
+    one thread: with more than one torch thread the batched products go to ``torch.matmul``,
+    which splits the batch over the threads (~87 us at 2 threads against ~107 us for numpy in
+    a microbenchmark; ``_BMM_THREADED = False`` keeps numpy).
     """
-    if a.device.type == "cpu" and a.dtype in (torch.float64, torch.float32) and a.dtype == b.dtype:
+    threaded = a.dim() == 3 and torch.get_num_threads() > 1 and _BMM_THREADED
+    if (
+        not threaded
+        and a.device.type == "cpu"
+        and a.dtype in (torch.float64, torch.float32)
+        and a.dtype == b.dtype
+    ):
         if out is None:
             return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
         np.matmul(a.numpy(), b.numpy(), out=out.numpy())
