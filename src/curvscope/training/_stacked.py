@@ -5,6 +5,10 @@ activations, elementwise activations applied to the stacked activations as they 
 
 ``vmap`` costs a fixed overhead per operation; an MLP needs only a handful of batched matrix
 products, so running them directly removes that overhead (``benchmarks/ensemble.py``).
+MLPs of ``nn.Linear`` and tanh/ReLU/identity trained on MSE or cross-entropy skip autograd too:
+:func:`manual_step` writes the backward out, runs the first layer of a shared input as one matrix
+product for all members, and the products and tanh through numpy
+(``benchmarks/results/ensemble_cpu.md``); any other MLP or loss takes the autograd step.
 """
 
 from __future__ import annotations
