@@ -8,8 +8,13 @@ timed interleaved (stacked, vmap, loop, stacked, ...) so machine load hits all a
 the medians are reported, with the largest weight difference to the loop (must be <= 1e-12).
 ``--threads 1 2`` times every size at each torch thread count in turn within the same
 interleaved run (stacked, vmap and loop all at the same setting), one row per count.
+``--autograd`` also times the stacked path with its hand-written backward switched off (autograd
+on the stacked forward, the path before it), for a same-process A/B. ``--clock thread`` times
+with the calling thread's CPU time (``time.thread_time``: on a loaded machine it leaves out the
+time other jobs hold the core; meaningful with one torch thread only).
 
 Run:  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ensemble.py [--repeats 3] [--threads 1 2]
+      [--autograd] [--clock wall|thread]
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from curvscope.training import train_ensemble
+from curvscope.training import _stacked, train_ensemble
 
 R, STEPS, LR = 64, 200, 0.05
 # (input width, hidden width, outputs, samples N, biases)
@@ -58,10 +63,25 @@ def loop(net: Callable, x: torch.Tensor, y: torch.Tensor) -> list[torch.nn.Modul
     return out
 
 
+MANUAL_PLAN = _stacked.manual_plan
+
+
 def ensemble(net: Callable, x: torch.Tensor, y: torch.Tensor, path: str):
-    return train_ensemble(
-        net, range(R), x, y, loss_fn=torch.nn.MSELoss(), lr=LR, steps=STEPS, path=path
-    )
+    # "autograd": the stacked path with its hand-written backward switched off
+    _stacked.manual_plan = MANUAL_PLAN if path != "autograd" else (lambda ops: None)
+    try:
+        return train_ensemble(
+            net,
+            range(R),
+            x,
+            y,
+            loss_fn=torch.nn.MSELoss(),
+            lr=LR,
+            steps=STEPS,
+            path="stacked" if path == "autograd" else path,
+        )
+    finally:
+        _stacked.manual_plan = MANUAL_PLAN
 
 
 def max_diff(net: Callable, result, singles: list[torch.nn.Module]) -> float:
@@ -78,18 +98,23 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, nargs="+", default=[1], help="torch thread counts (default: 1)"
     )
+    parser.add_argument("--autograd", action="store_true", help="also time autograd stacked")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall")
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.thread_time
+    paths = ["stacked", "vmap"] + (["autograd"] if args.autograd else [])
     counts = ", ".join(map(str, args.threads))
     print(f"# Ensemble trainer vs loop (CPU, torch threads {counts}, float64)\n")
     print(
         f"torch {torch.__version__}, {platform.machine()}, R = {R} members, {STEPS} full-batch "
-        f"GD steps, {args.repeats} interleaved repeats (medians)\n"
+        f"GD steps, {args.repeats} interleaved repeats (medians), {args.clock} clock\n"
     )
+    extra = " | autograd s | speed-up autograd" if args.autograd else ""
     print(
         "| network | P | N | threads | stacked s | vmap s | loop s | speed-up stacked "
-        "| speed-up vmap | max weight diff stacked / vmap |"
+        f"| speed-up vmap{extra} | max weight diff stacked / vmap |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if args.autograd else ""))
     for d, h, k, n, bias in SIZES:
         net = factory(d, h, k, bias)
         gen = torch.Generator().manual_seed(0)
@@ -97,24 +122,24 @@ def main() -> None:
         y = torch.randn(n, k, generator=gen, dtype=torch.float64)
         for threads in args.threads:  # warm-up (vmap, allocator, thread pool)
             torch.set_num_threads(threads)
-            ensemble(net, x, y, "stacked")
-            ensemble(net, x, y, "vmap")
+            for path in paths:
+                ensemble(net, x, y, path)
             loop(net, x, y)
-        times = {t: {"stacked": [], "vmap": [], "loop": []} for t in args.threads}
+        times = {t: {p: [] for p in [*paths, "loop"]} for t in args.threads}
         errs: dict[int, dict[str, float]] = {t: {} for t in args.threads}
         for _ in range(args.repeats):
             for threads in args.threads:
                 torch.set_num_threads(threads)
                 results = {}
-                for path in ("stacked", "vmap"):
-                    t0 = time.perf_counter()
+                for path in paths:
+                    t0 = clock()
                     results[path] = ensemble(net, x, y, path)
-                    times[threads][path].append(time.perf_counter() - t0)
-                    assert results[path].path == path
-                t0 = time.perf_counter()
+                    times[threads][path].append(clock() - t0)
+                    assert results[path].path == ("stacked" if path == "autograd" else path)
+                t0 = clock()
                 singles = loop(net, x, y)
-                times[threads]["loop"].append(time.perf_counter() - t0)
-                for path in ("stacked", "vmap"):
+                times[threads]["loop"].append(clock() - t0)
+                for path in paths:
                     err = max_diff(net, results[path], singles)
                     errs[threads][path] = max(errs[threads].get(path, 0.0), err)
         P = sum(p.numel() for p in net(0).parameters())
@@ -124,9 +149,14 @@ def main() -> None:
                 statistics.median(times[threads][key]) for key in ("stacked", "vmap", "loop")
             )
             err = errs[threads]
+            cols = ""
+            if args.autograd:
+                ag = statistics.median(times[threads]["autograd"])
+                cols = f" | {ag:.3f} | {lo / ag:.1f}x"
             print(
                 f"| {name} | {P} | {n} | {threads} | {st:.3f} | {vm:.3f} | {lo:.3f} "
-                f"| **{lo / st:.1f}x** | {lo / vm:.1f}x | {err['stacked']:.1e} / {err['vmap']:.1e} |",
+                f"| **{lo / st:.1f}x** | {lo / vm:.1f}x{cols} "
+                f"| {err['stacked']:.1e} / {err['vmap']:.1e} |",
                 flush=True,
             )
 

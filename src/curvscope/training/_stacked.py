@@ -5,6 +5,10 @@ activations, elementwise activations applied to the stacked activations as they 
 
 ``vmap`` costs a fixed overhead per operation; an MLP needs only a handful of batched matrix
 products, so running them directly removes that overhead (``benchmarks/ensemble.py``).
+MLPs of ``nn.Linear`` and tanh/ReLU/identity trained on MSE or cross-entropy skip autograd too:
+:func:`manual_step` writes the backward out, runs the first layer of a shared input as one matrix
+product for all members, and the products and tanh through numpy
+(``benchmarks/results/ensemble_cpu.md``); any other MLP or loss takes the autograd step.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import vmap
@@ -207,6 +212,237 @@ def member_losses(
     return vmap(loss_fn, in_dims=(0, mapped))(out, y)
 
 
+# Activations whose derivative the hand-written backward takes from their output y:
+# tanh' = 1 - y^2, relu' = [y > 0], identity' = 1.
+_MANUAL_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.Tanh, nn.ReLU, nn.Identity)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One ``nn.Linear`` and the activations that follow it, for the hand-written backward."""
+
+    weight: str
+    bias: str | None
+    activations: tuple[nn.Module, ...]
+
+
+def manual_plan(ops: list[Op]) -> list[_Layer] | None:
+    """``ops`` as layers for :func:`manual_step`, or ``None`` where it does not apply (an
+    activation other than tanh/ReLU/identity, one before the first ``nn.Linear``, or two
+    tanh/ReLU in a row: activations run in place and keep only their output)."""
+    layers: list[_Layer] = []
+    for op in ops:
+        if isinstance(op, _Linear):
+            layers.append(_Layer(op.weight, op.bias, ()))
+        elif isinstance(op, _Elementwise):
+            if not layers or type(op.module) not in _MANUAL_ACTIVATIONS:
+                return None
+            if type(op.module) is nn.Identity:
+                continue
+            last = layers[-1]
+            if last.activations:
+                return None
+            layers[-1] = _Layer(last.weight, last.bias, (*last.activations, op.module))
+        # a Flatten before the first Linear flattens the input; after it, samples are vectors
+    return layers
+
+
+def _activate_(module: nn.Module, h: torch.Tensor) -> None:
+    """Apply ``module`` to ``h`` in place (``h`` dense, possibly transposed).
+
+    float64/float32 ``tanh`` on CPU through numpy (SVML-vectorised where the CPU has AVX-512:
+    ~1 ns an element against ~4 ns for torch's float64 tanh here; within 1 ulp of
+    ``torch.tanh``, tested).
+    """
+    kind = type(module)
+    if kind is nn.Tanh:
+        if h.device.type == "cpu" and h.dtype in (torch.float64, torch.float32):
+            a = h.numpy()
+            np.tanh(a, out=a)
+        else:
+            h.tanh_()
+    elif kind is nn.ReLU:
+        h.relu_()
+
+
+def _activation_backward(
+    module: nn.Module, grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """``grad * f'(x)`` from the activation's output ``y``, written into ``out`` (may be
+    ``grad`` itself): torch's own ``tanh_backward`` (``grad * (1 - y^2)``) and
+    ``threshold_backward`` (``grad * [y > 0]``)."""
+    kind = type(module)
+    if kind is nn.Tanh:
+        return torch.ops.aten.tanh_backward.grad_input(grad, y, grad_input=out)
+    if kind is nn.ReLU:
+        return torch.ops.aten.threshold_backward.grad_input(grad, y, 0, grad_input=out)
+    return out.copy_(grad)
+
+
+def _loss_and_grad(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    out: torch.Tensor,
+    y: torch.Tensor,
+    mapped: int | None,
+    buffer: Callable[[str, tuple[int, ...], torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(R,)`` member losses and d(sum of them)/d(out), written out for ``nn.MSELoss()`` and
+    ``nn.CrossEntropyLoss()`` (class labels, no class weights or label smoothing); ``None`` for
+    any other loss.
+
+    MSE, mean over M = N*k entries: L = sum (o - y)^2 / M, dL/do = 2 (o - y) / M.
+    Cross-entropy, mean over the n_r samples not ignored: L = sum_i -log softmax(o_i)[y_i] / n_r,
+    dL/do_i = (softmax(o_i) - onehot(y_i)) / n_r. The MSE gradient is written into
+    ``buffer("loss", shape, like)``.
+    """
+    R, N = out.shape[:2]
+    per_member = y.shape if mapped is not None else (R, *y.shape)
+    if type(loss_fn) is nn.MSELoss and loss_fn.reduction == "mean" and per_member == out.shape:
+        diff = torch.sub(out, y, out=buffer("loss", tuple(out.shape), out))
+        M = diff[0].numel()
+        flat = diff.view(R, 1, M)
+        loss = torch.bmm(flat, flat.transpose(1, 2)).view(R).div_(M)
+        return loss, diff.mul_(2.0 / M)
+    if (
+        type(loss_fn) is nn.CrossEntropyLoss
+        and loss_fn.reduction == "mean"
+        and loss_fn.weight is None
+        and loss_fn.label_smoothing == 0
+        and out.dim() == 3
+        and not y.is_floating_point()
+        and per_member == (R, N)
+    ):
+        labels = y.expand(R, N)
+        valid = labels != loss_fn.ignore_index
+        count = valid.sum(1)
+        logp = torch.log_softmax(out, dim=2)
+        picked = logp.gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2)
+        loss = -(picked * valid).sum(1) / count
+        grad = logp.exp_()
+        grad.scatter_add_(
+            2, labels.clamp(min=0).unsqueeze(2), -torch.ones_like(picked).unsqueeze(2)
+        )
+        grad.mul_((valid.to(grad.dtype) / count.unsqueeze(1).to(grad.dtype)).unsqueeze(2))
+        return loss, grad
+    return None
+
+
+# batched products through torch (not numpy) when torch runs more than one thread
+_BMM_THREADED = True
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The (batched) product ``a @ b`` (into ``out`` if given; views of any strides).
+
+    On CPU in float32/float64 through ``numpy.matmul``, zero-copy: its BLAS loop over the batch
+    (OpenBLAS small-matrix kernels) runs these R small products ~1.5x faster than
+    ``torch.bmm`` here (64 x (64x30 @ 30x16) float64: ~110 us against ~165 us, one thread), and
+    the first layer's ``g^T X`` (R*h x N @ N x d) ~2.5x faster than ``torch.mm``, which makes
+    the transposed product slow (``benchmarks/results/ensemble_cpu.md``). numpy's loop runs on
+    one thread: with more than one torch thread the batched products go to ``torch.matmul``,
+    which splits the batch over the threads (~87 us at 2 threads against ~107 us for numpy in
+    a microbenchmark; ``_BMM_THREADED = False`` keeps numpy).
+    """
+    threaded = a.dim() == 3 and torch.get_num_threads() > 1 and _BMM_THREADED
+    if (
+        not threaded
+        and a.device.type == "cpu"
+        and a.dtype in (torch.float64, torch.float32)
+        and a.dtype == b.dtype
+    ):
+        if out is None:
+            return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+        np.matmul(a.numpy(), b.numpy(), out=out.numpy())
+        return out
+    if out is None:
+        return torch.matmul(a, b)
+    return torch.matmul(a, b, out=out) if out.is_contiguous() else out.copy_(torch.matmul(a, b))
+
+
+def manual_step(
+    layers: list[_Layer], loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> Callable[
+    [dict[str, torch.Tensor], torch.Tensor, torch.Tensor, int | None],
+    tuple[dict[str, torch.Tensor], torch.Tensor] | None,
+]:
+    """Every member's loss and gradient with a hand-written backward (no autograd); ``None``
+    from the step where the loss is not one :func:`_loss_and_grad` writes out.
+
+    Forward, per layer l (``a_0`` the input): ``z_l = a_{l-1} W_l^T + b_l``, ``a_l = f_l(z_l)``.
+    Backward from ``g = dL/d(out)``: ``g <- g * f_l'`` (from ``a_l``), ``dW_l = g^T a_{l-1}``,
+    ``db_l = sum_n g``, ``g <- g W_l``. With an input shared by all members the first layer is
+    one matrix product for all R members: ``X (N, d) @ [W_1^T for all r] (d, R*h)`` forward and
+    ``X^T @ g (N, R*h)`` for its weight gradient; its activations stay in that (N, R, h) layout
+    and the next layer reads them as an (R, N, h) view. Intermediate arrays live in buffers
+    kept from step to step (fresh ~1 MB allocations cost page faults); the gradients and losses
+    returned are new tensors.
+    """
+    cache: dict[str, torch.Tensor] = {}
+
+    def buffer(key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        t = cache.get(key)
+        if t is None or t.shape != shape or t.dtype != like.dtype or t.device != like.device:
+            t = cache[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return t
+
+    def step(
+        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+        shared = mapped is None
+        h = (x.flatten(1) if shared else x.flatten(2)).detach()
+        inputs: list[torch.Tensor] = []
+        outputs: list[torch.Tensor | None] = []
+        for i, layer in enumerate(layers):
+            w = p[layer.weight].detach()
+            R, o, d = w.shape
+            inputs.append(h)
+            if i == 0 and shared:
+                wt = w.reshape(R * o, d).t()
+                z = _matmul(h, wt, out=buffer(f"z{i}", (h.shape[0], R * o), h))
+                if layer.bias is not None:
+                    z.add_(p[layer.bias].detach().reshape(R * o))
+                dense, h = z, z.view(-1, R, o).transpose(0, 1)  # (R, N, o) view of (N, R, o)
+            else:
+                z = buffer(f"z{i}", (R, h.shape[1], o), h)
+                h = dense = _matmul(h, w.transpose(1, 2), out=z)
+                if layer.bias is not None:
+                    h.add_(p[layer.bias].detach().unsqueeze(1))
+            for module in layer.activations:
+                _activate_(module, dense)
+            outputs.append(h if layer.activations else None)
+        lg = _loss_and_grad(loss_fn, h, y, mapped, buffer)
+        if lg is None:
+            return None
+        loss, g = lg
+        grads: dict[str, torch.Tensor] = {}
+        for i in range(len(layers) - 1, -1, -1):
+            layer, a_in, a_out = layers[i], inputs[i], outputs[i]
+            w = p[layer.weight].detach()
+            R, o, d = w.shape
+            for module in layer.activations:  # at most one (manual_plan)
+                g = _activation_backward(module, g, a_out, g)  # g is ours: in place
+            if i == 0 and shared:
+                # g is (R, N, o), an (N, R, o) buffer when layer 2 wrote it so: one product
+                # g^T X (R*o, d), already the (R, o, d) layout of the weights
+                flat = g.transpose(0, 1).reshape(-1, R * o)
+                grads[layer.weight] = _matmul(flat.t(), a_in).view(R, o, d)
+                if layer.bias is not None:
+                    grads[layer.bias] = flat.sum(0).view(R, o)
+                continue
+            grads[layer.weight] = _matmul(g.transpose(1, 2), a_in)
+            if layer.bias is not None:
+                grads[layer.bias] = g.sum(1)
+            if i == 1 and shared:
+                # write g W into the (N, R, d) layout of the first layer's activations
+                buf = buffer(f"g{i}", (a_in.shape[1], R, d), g)
+                g = _matmul(g, w, out=buf.transpose(0, 1))
+            elif i > 0:
+                g = _matmul(g, w, out=buffer(f"g{i}", (R, g.shape[1], d), g))
+        return grads, loss
+
+    return step
+
+
 def stacked_step(
     ops: list[Op],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -217,9 +453,17 @@ def stacked_step(
 ]:
     """A step function for the ensemble trainer: every member's loss and gradient."""
 
+    layers = manual_plan(ops)
+    manual = manual_step(layers, loss_fn) if layers is not None else None
+
     def step(
         p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if manual is not None:
+            done = manual(p, x, y, mapped)
+            if done is not None:
+                grads, loss = done
+                return [grads[k] for k in names], loss
         leaves = {k: v.detach().requires_grad_(True) for k, v in p.items()}
         out = stacked_forward(ops, leaves, x, shared=mapped is None)
         loss = member_losses(loss_fn, out, y, mapped)
