@@ -266,20 +266,13 @@ def fit_index_energy(
     alpha, mean_eps, sem = (np.asarray(v, dtype=float) for v in (alpha, mean_eps, sem))
     k = 3 if exponent_free else 2
     nan = float("nan")
+
+    def failed(reason: str) -> CriticalFit:
+        beta = nan if exponent_free else 1.5
+        return CriticalFit(exponent_free, nan, nan, nan, nan, beta, nan, nan, 0, False, reason)
+
     if alpha.size <= k:
-        return CriticalFit(
-            exponent_free,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan if exponent_free else 1.5,
-            nan,
-            nan,
-            0,
-            False,
-            f"{alpha.size} index values to fit, need more than {k}",
-        )
+        return failed(f"{alpha.size} index values to fit, need more than {k}")
     span = max(float(np.max(alpha)), 1e-12)
     rise = max(float(mean_eps.max() - mean_eps.min()), 1e-6)
     p0 = [float(mean_eps.min()), rise / span ** (2 / 3)]
@@ -307,19 +300,7 @@ def fit_index_energy(
                     maxfev=20000,
                 )
     except (RuntimeError, ValueError) as exc:
-        return CriticalFit(
-            exponent_free,
-            nan,
-            nan,
-            nan,
-            nan,
-            nan if exponent_free else 1.5,
-            nan,
-            nan,
-            0,
-            False,
-            f"curve_fit failed: {exc}",
-        )
+        return failed(f"curve_fit failed: {exc}")
     gamma = popt[2] if exponent_free else 2 / 3
     pred = _model_free(alpha, popt[0], popt[1], gamma)
     chi2 = float(np.sum(((mean_eps - pred) / sem) ** 2))
