@@ -37,6 +37,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             results[kind.__name__] = op @ _block(op.shape[0])
             results[kind.__name__ + ".N"] = torch.tensor(op.num_data)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -75,6 +76,7 @@ def _dict_worker(rank: int, world: int, port: int, out_dir: str) -> None:
                 results[f"{kind.__name__}.{reduction}"] = op @ _block(op.shape[0])
                 results[f"{kind.__name__}.{reduction}.N"] = torch.tensor(op.num_data)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
