@@ -148,6 +148,26 @@ class CriticalFit:
     message: str = ""
 
 
+# Per-run arrays of a φ, collected chunk by chunk and stored in PhiRuns under these names.
+_COLUMNS = (
+    "u",
+    "loss0",
+    "gd_steps",
+    "gd_stop",
+    "jg_steps",
+    "jg_stop",
+    "theta",
+    "jg",
+    "eps",
+    "index",
+    "num_zero",
+    "num_negative_raw",
+    "lambda_min",
+    "lambda_max",
+    "h0_scale",
+)
+
+
 @savable
 @dataclass(frozen=True)
 class PhiRuns:
@@ -446,26 +466,7 @@ def _run_phi(config: CriticalPointsConfig, i: int, progress: bool) -> PhiRuns:
         config.runs_per_phi, np.uint32
     )
     seeds = seeds.astype(np.int64)
-    cols: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "u",
-            "loss0",
-            "gd_steps",
-            "gd_stop",
-            "jg_steps",
-            "jg_stop",
-            "theta",
-            "jg",
-            "eps",
-            "index",
-            "num_zero",
-            "num_negative_raw",
-            "lambda_min",
-            "lambda_max",
-            "h0_scale",
-        )
-    }
+    cols: dict[str, list[Any]] = {k: [] for k in _COLUMNS}
     for start in range(0, len(seeds), config.chunk):
         chunk = seeds[start : start + config.chunk]
         draws = [draw_run(int(s), n, m) for s in chunk]
@@ -545,32 +546,8 @@ def _run_phi(config: CriticalPointsConfig, i: int, progress: bool) -> PhiRuns:
         phi=2 * n / m,
         m=m,
         seeds=seeds,
-        **{
-            k: arr[k]
-            for k in (
-                "u",
-                "loss0",
-                "gd_steps",
-                "gd_stop",
-                "jg_steps",
-                "jg_stop",
-                "theta",
-                "jg",
-                "eps",
-            )
-        },
         kept=keep,
-        **{
-            k: arr[k]
-            for k in (
-                "index",
-                "num_zero",
-                "num_negative_raw",
-                "lambda_min",
-                "lambda_max",
-                "h0_scale",
-            )
-        },
+        **{k: arr[k] for k in _COLUMNS},
         index_values=values,
         counts=counts,
         mean_eps=means,
