@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,7 +106,7 @@ def _trainable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 
 def _flat_fn(
-    model: nn.Module, inputs: torch.Tensor
+    model: nn.Module, inputs: Any
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     named = _trainable(model)
     names = [n for n, _ in named]
@@ -254,37 +255,17 @@ class AnyCase:
         return 1.0 / self.num_data if self.loss_fn.reduction == "mean" else 1.0
 
 
-def _any_flat_fn(
-    model: nn.Module, inputs
-) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    named = _trainable(model)
-    names = [n for n, _ in named]
-    shapes = [p.shape for _, p in named]
-    sizes = [p.numel() for _, p in named]
-    rest = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    buffers = dict(model.named_buffers())
-
-    def fn(theta: torch.Tensor) -> torch.Tensor:
-        pieces = torch.split(theta, sizes)
-        tensors = {n: t.reshape(s) for n, t, s in zip(names, pieces, shapes)}
-        tensors.update(rest)
-        return torch.func.functional_call(model, (tensors, buffers), (inputs,))
-
-    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-    return fn, theta
-
-
 def any_hessian(case: AnyCase) -> torch.Tensor:
     """The Hessian of ``loss_fn(model(all inputs), all targets)``: the loss as written."""
     case.model.eval()
-    fn, theta = _any_flat_fn(case.model, case.inputs)
+    fn, theta = _flat_fn(case.model, case.inputs)
     return hessian(lambda t: case.loss_fn(fn(t), case.targets), theta)
 
 
 def any_ggn(case: AnyCase) -> torch.Tensor:
     """:math:`J^\\top \\nabla^2_F L(F) J` with F all N outputs stacked and L the loss as written."""
     case.model.eval()
-    fn, theta = _any_flat_fn(case.model, case.inputs)
+    fn, theta = _flat_fn(case.model, case.inputs)
     outputs = fn(theta).detach()
     jac = jacobian(fn, theta).reshape(outputs.numel(), -1)
     lam = hessian(
@@ -298,7 +279,7 @@ def any_per_sample_gradients(case: AnyCase) -> torch.Tensor:
     case.model.eval()
     rows = []
     for i in range(case.num_data):
-        fn, theta = _any_flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
+        fn, theta = _flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
         y = case.targets[i : i + 1]
         rows.append(jacobian(lambda t, fn=fn, y=y: case.loss_fn(fn(t), y), theta))
     return torch.stack(rows)
@@ -329,7 +310,7 @@ def any_fisher(case: AnyCase) -> torch.Tensor:
     case.model.eval()
     total = 0
     for i in range(case.num_data):
-        fn, theta = _any_flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
+        fn, theta = _flat_fn(case.model, sample_slice(case.inputs, i, i + 1))
         out = fn(theta).detach()
         jac = jacobian(fn, theta).reshape(out.numel(), -1)
 
