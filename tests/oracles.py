@@ -437,3 +437,36 @@ def make_any_case(
     else:
         targets = torch.randn(num_data, *out_shape, generator=gen, dtype=torch.float64)
     return AnyCase(model, loss_cls(reduction=reduction), make_inputs(kind, x, z), targets)
+
+
+# ---------------------------------------------------------------------------- training reference
+def sgd_reference(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: Callable[..., torch.Tensor],
+    *,
+    seed: int,
+    lr: float,
+    momentum: float,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+) -> nn.Module:
+    """One nn.Module trained by ``torch.optim.SGD``: ``steps`` full-batch steps, or ``epochs`` of
+    minibatches in the ensemble trainer's per-seed order (``ensemble_order``)."""
+    from curvscope.training import ensemble_order
+
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    if batch_size is None:
+        batches = [slice(None)] * steps
+    else:
+        batches = []
+        for epoch in range(epochs):
+            order = ensemble_order(seed, epoch, x.shape[0])
+            batches += [order[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
+    for idx in batches:
+        opt.zero_grad()
+        loss(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model

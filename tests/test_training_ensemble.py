@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import sgd_reference
 from torch import nn
 
 from curvscope.errors import InputError
 from curvscope.models.mlp import MLP
-from curvscope.training import ensemble_order, train_ensemble
+from curvscope.training import train_ensemble
 from curvscope.training._stacked import _Tanh64, stacked_plan
 
 R = 8
@@ -31,21 +32,9 @@ def _single(
     seed, x, y, *, lr, momentum, steps=None, epochs=None, batch_size=None, net=_net, loss=None
 ):
     """The reference: one nn.Module trained by torch.optim.SGD."""
-    model = net(seed)
     loss = loss or nn.functional.cross_entropy
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    if batch_size is None:
-        batches = [slice(None)] * steps
-    else:
-        batches = []
-        for epoch in range(epochs):
-            order = ensemble_order(seed, epoch, x.shape[0])
-            batches += [order[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
-    for idx in batches:
-        opt.zero_grad()
-        loss(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return model
+    return sgd_reference(net(seed), x, y, loss, seed=seed, lr=lr, momentum=momentum,
+                         steps=steps, epochs=epochs, batch_size=batch_size)  # fmt: skip
 
 
 def _max_diff(result, models, net=_net):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import sgd_reference
 from torch import nn
 from torch.func import stack_module_state
 
-from curvscope.training import _stacked, ensemble_order, train_ensemble
+from curvscope.training import _stacked, train_ensemble
 from curvscope.training._stacked import manual_plan, manual_step, stacked_plan
 
 R = 4
@@ -112,20 +113,8 @@ def test_other_losses_fall_back_to_autograd():
 
 
 def _single(net, seed, x, y, loss, *, lr, momentum, steps=None, epochs=None, batch_size=None):
-    model = net(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    if batch_size is None:
-        batches = [slice(None)] * steps
-    else:
-        batches = []
-        for epoch in range(epochs):
-            order = ensemble_order(seed, epoch, x.shape[0])
-            batches += [order[i : i + batch_size] for i in range(0, x.shape[0], batch_size)]
-    for idx in batches:
-        opt.zero_grad()
-        loss(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return model
+    return sgd_reference(net(seed), x, y, loss, seed=seed, lr=lr, momentum=momentum,
+                         steps=steps, epochs=epochs, batch_size=batch_size)  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", [{"steps": 40}, {"epochs": 3, "batch_size": 8}], ids=["gd", "sgd"])
