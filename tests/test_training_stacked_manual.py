@@ -160,3 +160,83 @@ def test_manual_step_with_two_torch_threads_equals_autograd():
     assert torch.allclose(loss, ref_loss, rtol=1e-13, atol=0)
     for k, g in grads.items():
         assert (g - ref[k]).abs().max() <= 1e-13 * ref[k].abs().max()
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two torch threads and no work threshold: the members split over two threads."""
+    monkeypatch.setattr(_stacked, "PARALLEL_FLOPS", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("slices", [2, 3])
+@pytest.mark.parametrize("mapped", [None, 0], ids=["shared", "per-member"])
+@pytest.mark.parametrize("classes", [False, True], ids=["mse", "cross-entropy"])
+def test_members_split_over_threads_equal_autograd(slices, mapped, classes):
+    """Slices of the members run on a thread pool give every member's loss and gradient as
+    autograd does (1e-13 relative), with unequal slices (R = 4 over 3) too; the pool's threads
+    run torch and BLAS on one thread each, and the settings come back afterwards."""
+    model, params = _stack(_deep)
+    x, y = _data(mapped, classes)
+    loss_fn = nn.CrossEntropyLoss() if classes else nn.MSELoss()
+    ops = stacked_plan(model, 2)
+    names = list(params)
+    before = torch.get_num_threads()
+    with _stacked.member_threads(slices) as pool:
+        assert pool is not None and torch.get_num_threads() == 1
+        step = _stacked.stacked_step(ops, loss_fn, names, pool=pool)
+        for _ in range(2):  # the second call reuses the slices' buffers
+            grads, loss = step(params, x, y, mapped)
+            ref, ref_loss = _autograd_grads(ops, loss_fn, params, x, y, mapped)
+            assert torch.allclose(loss, ref_loss, rtol=1e-13, atol=0)
+            for k, g in zip(names, grads, strict=True):
+                assert (g - ref[k]).abs().max() <= 1e-13 * ref[k].abs().max()
+            params = {k: v - 0.1 * g for (k, v), g in zip(params.items(), grads, strict=True)}
+    assert torch.get_num_threads() == before
+
+
+def test_member_workers_follows_threads_size_and_path(two_threads, monkeypatch):
+    model, params = _stack(_deep)
+    x, _ = _data(None, False)
+    ops = stacked_plan(model, 2)
+    assert _stacked.member_workers(ops, params, x) == 1  # R = 4 < 8 members per thread
+    big = {k: v.repeat(4, *[1] * (v.dim() - 1)) for k, v in params.items()}  # R = 16
+    assert _stacked.member_workers(ops, big, x) == 2
+    gelu = stacked_plan(nn.Sequential(nn.Linear(6, 3), nn.GELU()).double(), 1)
+    assert _stacked.member_workers(gelu, big, x) == 1  # no hand-written step
+    monkeypatch.setattr(_stacked, "PARALLEL_FLOPS", 1e12)
+    assert _stacked.member_workers(ops, big, x) == 1  # too little work to split
+    torch.set_num_threads(1)
+    monkeypatch.setattr(_stacked, "PARALLEL_FLOPS", 0)
+    assert _stacked.member_workers(ops, big, x) == 1
+
+
+@pytest.mark.parametrize("kind", [{"steps": 30}, {"epochs": 2, "batch_size": 8}], ids=["gd", "sgd"])
+def test_ensemble_on_two_threads_equals_the_loop(two_threads, kind):
+    """16 members trained with their slices on two threads equal 16 single runs to 1e-12."""
+    x, y = _data(None, False)
+    seeds = range(16)
+    result = train_ensemble(_deep, seeds, x, y, loss_fn=nn.MSELoss(), lr=0.1, momentum=0.5,
+                            **kind)  # fmt: skip
+    assert result.path == "stacked" and torch.get_num_threads() == 2
+    for r in seeds:
+        single = _single(_deep, r, x, y, nn.MSELoss(), lr=0.1, momentum=0.5, **kind)
+        for p, q in zip(single.parameters(), result.member(_deep, r).parameters(), strict=True):
+            assert (p.detach() - q).abs().max() <= 1e-12
+
+
+def test_grad_tol_on_two_threads_equals_one_thread(two_threads):
+    """Per-member stopping (members leave the slices as they stop) gives what one thread gives."""
+    x, y = _data(None, False)
+    x = x.flatten(1)
+    kw = {"loss_fn": nn.MSELoss(), "lr": 0.3, "steps": 3000, "grad_tol": 1e-8}
+    two = train_ensemble(_linear, range(16), x, y, **kw)
+    torch.set_num_threads(1)
+    one = train_ensemble(_linear, range(16), x, y, **kw)
+    assert two.member_steps == one.member_steps and len(set(one.member_steps)) > 1
+    assert set(one.stop_reasons) == {"grad_tol"}
+    for k in one.parameters:
+        assert (two.parameters[k] - one.parameters[k]).abs().max() <= 1e-13

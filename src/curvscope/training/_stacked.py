@@ -13,11 +13,14 @@ product for all members, and the products and tanh through numpy
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.func import vmap
 
@@ -386,7 +389,11 @@ def manual_step(
         return t
 
     def step(
-        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
+        p: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mapped: int | None,
+        out: dict[str, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
         shared = mapped is None
         h = (x.flatten(1) if shared else x.flatten(2)).detach()
@@ -415,6 +422,10 @@ def manual_step(
             return None
         loss, g = lg
         grads: dict[str, torch.Tensor] = {}
+
+        def into(name: str) -> torch.Tensor | None:
+            return None if out is None else out[name]
+
         for i in range(len(layers) - 1, -1, -1):
             layer, a_in, a_out = layers[i], inputs[i], outputs[i]
             w = p[layer.weight].detach()
@@ -425,48 +436,137 @@ def manual_step(
                 # g is (R, N, o), an (N, R, o) buffer when layer 2 wrote it so: one product
                 # g^T X (R*o, d), already the (R, o, d) layout of the weights
                 flat = g.transpose(0, 1).reshape(-1, R * o)
-                grads[layer.weight] = _matmul(flat.t(), a_in).view(R, o, d)
+                dw = into(layer.weight)
+                grads[layer.weight] = _matmul(
+                    flat.t(), a_in, out=None if dw is None else dw.view(R * o, d)
+                ).view(R, o, d)
                 if layer.bias is not None:
-                    grads[layer.bias] = flat.sum(0).view(R, o)
+                    db = into(layer.bias)
+                    grads[layer.bias] = torch.sum(
+                        flat, 0, out=None if db is None else db.view(R * o)
+                    ).view(R, o)
                 continue
-            grads[layer.weight] = _matmul(g.transpose(1, 2), a_in)
+            grads[layer.weight] = _matmul(g.transpose(1, 2), a_in, out=into(layer.weight))
             if layer.bias is not None:
-                grads[layer.bias] = g.sum(1)
+                grads[layer.bias] = torch.sum(g, 1, out=into(layer.bias))
             if i == 1 and shared:
                 # write g W into the (N, R, d) layout of the first layer's activations
                 buf = buffer(f"g{i}", (a_in.shape[1], R, d), g)
                 g = _matmul(g, w, out=buf.transpose(0, 1))
             elif i > 0:
                 g = _matmul(g, w, out=buffer(f"g{i}", (R, g.shape[1], d), g))
+        if out is not None:
+            loss = out["loss"].copy_(loss)
         return grads, loss
 
     return step
+
+
+def member_workers(ops: list[Op], params: dict[str, torch.Tensor], x: torch.Tensor) -> int:
+    """How many threads to split the members over: one per torch thread (at most one per 8
+    members) where the hand-written step applies on CPU and a step has work enough to hide the
+    hand-off (>= :data:`PARALLEL_FLOPS`); else 1.
+
+    A step's work is ``6 N sum_r |W_r|`` (forward, and two products per layer backward).
+    """
+    threads = torch.get_num_threads()
+    first = next(iter(params.values()))
+    if threads <= 1 or first.device.type != "cpu" or manual_plan(ops) is None:
+        return 1
+    R = first.shape[0]
+    N = x.shape[-2] if x.dim() >= 2 else 1
+    flops = 6 * N * sum(v[0].numel() for v in params.values())
+    return max(1, min(threads, R // 8)) if flops * R >= PARALLEL_FLOPS else 1
+
+
+#: the smallest step (floating-point operations, all members) split over threads
+PARALLEL_FLOPS = 4e6
+
+
+@contextmanager
+def member_threads(workers: int) -> Iterator[ThreadPoolExecutor | None]:
+    """Threads for :func:`stacked_step` to run ``workers`` slices of the members at once.
+
+    Inside, torch and the BLAS numpy calls run one thread each (restored on exit): each
+    slice is one thread's work, and nested thread teams on the same cores would oversubscribe
+    them. The matrix products and ``np.tanh`` release the GIL, so the slices overlap.
+    """
+    if workers <= 1:
+        yield None
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers - 1) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(before)
 
 
 def stacked_step(
     ops: list[Op],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     names: list[str],
+    *,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Callable[
     [dict[str, torch.Tensor], torch.Tensor, torch.Tensor, int | None],
     tuple[list[torch.Tensor], torch.Tensor],
 ]:
-    """A step function for the ensemble trainer: every member's loss and gradient."""
+    """A step function for the ensemble trainer: every member's loss and gradient.
 
+    With the hand-written backward the gradients are written into arrays kept from step to
+    step (the caller uses them before the next step; the losses are new tensors), and with a
+    ``pool`` (:func:`member_threads`) the members are split into ``1 + pool._max_workers``
+    contiguous slices run at once, each with its own buffers: member r's loss and gradient
+    depend on member r alone, so the slices give exactly the unsplit result.
+    """
     layers = manual_plan(ops)
-    manual = manual_step(layers, loss_fn) if layers is not None else None
+    slices = 1 + (pool._max_workers if pool is not None else 0)
+    manuals = [manual_step(layers, loss_fn) for _ in range(slices)] if layers is not None else []
+    kept: dict[str, torch.Tensor] = {}
+
+    def outputs(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for k in names:
+            if k not in kept or kept[k].shape != p[k].shape or kept[k].dtype != p[k].dtype:
+                kept[k] = torch.empty_like(p[k])
+        like = p[names[0]]
+        return {**{k: kept[k] for k in names}, "loss": like.new_empty(like.shape[0])}
+
+    def manual(
+        p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
+    ) -> dict[str, torch.Tensor] | None:
+        out = outputs(p)
+        R = out["loss"].shape[0]
+        parts = min(slices, R)
+        cuts = [R * c // parts for c in range(parts + 1)]
+        jobs = []
+        for c in range(parts - 1, -1, -1):  # slice 0 on this thread, after the others start
+            lo, hi = cuts[c], cuts[c + 1]
+            args = (
+                {k: v[lo:hi] for k, v in p.items()},
+                x if mapped is None else x[lo:hi],
+                y if mapped is None else y[lo:hi],
+                mapped,
+                {k: v[lo:hi] for k, v in out.items()},
+            )
+            if c and pool is not None:
+                jobs.append(pool.submit(manuals[c], *args))
+            else:
+                done = [manuals[c](*args)]
+        done += [job.result() for job in jobs]
+        return out if all(d is not None for d in done) else None
 
     def step(
         p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        if manual is not None:
-            done = manual(p, x, y, mapped)
-            if done is not None:
-                grads, loss = done
-                return [grads[k] for k in names], loss
+        if manuals:
+            out = manual(p, x, y, mapped)
+            if out is not None:
+                return [out[k] for k in names], out["loss"]
         leaves = {k: v.detach().requires_grad_(True) for k, v in p.items()}
-        out = stacked_forward(ops, leaves, x, shared=mapped is None)
-        loss = member_losses(loss_fn, out, y, mapped)
+        out_ = stacked_forward(ops, leaves, x, shared=mapped is None)
+        loss = member_losses(loss_fn, out_, y, mapped)
         # member r's loss depends on member r's weights alone: d(sum)/d(theta_r) = dL_r/d(theta_r)
         grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
         return list(grads), loss.detach()

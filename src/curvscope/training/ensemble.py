@@ -23,7 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from curvscope.errors import InputError, NonFiniteError
 from curvscope.persistence import savable
-from curvscope.training._stacked import stacked_plan, stacked_step
+from curvscope.training._stacked import member_threads, member_workers, stacked_plan, stacked_step
 
 __all__ = ["EnsembleResult", "ensemble_order", "train_ensemble"]
 
@@ -208,10 +208,38 @@ def train_ensemble(
         return list(grads), loss.detach()
 
     used: Literal["stacked", "vmap"] = "vmap"
-    step_fn = vmap_step
+    workers = 1
     if path != "vmap" and not isinstance(ops, str):
-        used, step_fn = "stacked", stacked_step(ops, loss_fn, names)
+        used, workers = "stacked", member_workers(ops, params, inputs)
+    with member_threads(workers) as pool:
+        step_fn = vmap_step if used == "vmap" else stacked_step(ops, loss_fn, names, pool=pool)
+        return _train(
+            step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
+            count, grad_tol, record_every, used, buffers, full_batch, batch_size,
+        )  # fmt: skip
 
+
+def _train(
+    step_fn: Callable[..., tuple[list[torch.Tensor], torch.Tensor]],
+    params: dict[str, torch.Tensor],
+    names: list[str],
+    seeds: tuple[int, ...],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    per_member_data: bool,
+    lr: float,
+    momentum: float,
+    count: int,
+    grad_tol: float | None,
+    record_every: int,
+    used: Literal["stacked", "vmap"],
+    buffers: dict[str, torch.Tensor],
+    full_batch: bool,
+    batch_size: int | None,
+) -> EnsembleResult:
+    """The training loop of :func:`train_ensemble` (arguments checked there). The weights
+    and momentum buffers are updated in place (they are the ensemble's own copies)."""
+    R, n = len(seeds), inputs.shape[1 if per_member_data else 0]
     if grad_tol is not None:
         return _descend_to_tol(
             step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
@@ -241,9 +269,10 @@ def train_ensemble(
             if bufs is None:
                 bufs = [t.clone() for t in g]
             else:
-                bufs = [b.mul(momentum).add_(t) for b, t in zip(bufs, g)]
+                bufs = [b.mul_(momentum).add_(t) for b, t in zip(bufs, g)]
             g = bufs
-        params = {k: params[k].add(t, alpha=-lr) for k, t in zip(names, g)}
+        for k, t_ in zip(names, g):
+            params[k].add_(t_, alpha=-lr)
     history = torch.stack(losses, dim=1)
     if not torch.isfinite(history[:, -1]).all():
         bad = [seeds[r] for r in range(R) if not torch.isfinite(history[r, -1])]
@@ -323,10 +352,11 @@ def _descend_to_tol(
             bufs = (
                 [t_.clone() for t_ in g]
                 if bufs is None
-                else [b.mul(momentum).add_(v) for b, v in zip(bufs, g)]
+                else [b.mul_(momentum).add_(v) for b, v in zip(bufs, g)]
             )
             g = bufs
-        params = {k: params[k].add(v, alpha=-lr) for k, v in zip(names, g)}
+        for k, v in zip(names, g):
+            params[k].add_(v, alpha=-lr)
     return EnsembleResult(
         final,
         torch.stack(history, dim=1),
