@@ -138,9 +138,10 @@ class CurvatureOperator(SymmetricOperator):
             ``"fold-bn+channels-last"``. Every rewrite is verified against the unrewritten
             reverse-over-reverse product (float64 to 1e-8 and in the operator's dtype to
             sqrt(eps)) before use; one that fails is not used (with a warning when it was
-            asked for). ``"auto"`` (default) times one product with and without ``fold-bn``
-            on the first batch and keeps the faster verified one; ``"none"`` evaluates the
-            model as written. The user's model is never changed. See ``report.rewrites``,
+            asked for). ``"auto"`` (default) verifies every rewrite that can apply
+            (``fold-bn`` in eval mode; with ``nn.Conv2d`` layers also ``channels-last`` and
+            both), times one product of each verified one and of the model as written on the
+            first batch, and keeps the fastest; ``"none"`` evaluates the model as written. The user's model is never changed. See ``report.rewrites``,
             ``report.rewrite_timings`` and ``report.rewrite``.
     """
 
@@ -415,8 +416,11 @@ class CurvatureOperator(SymmetricOperator):
         request, report = self._rewrite_request, self.report
         if request == ():
             return
-        if request is None:  # auto: BatchNorm folding only (channels_last is opt-in)
+        if request is None:  # auto: every rewrite that can apply, verified, then timed
             candidates: list[tuple[str, ...]] = [] if self.train_mode else [("fold-bn",)]
+            if any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+                # channels_last only matters to 2-d convolutions (4-d activations)
+                candidates += [(*c, "channels-last") for c in candidates] + [("channels-last",)]
         elif "fold-bn" in request and self.train_mode:
             report.rewrites[rewrite_name(request)] = (
                 "not applicable: train_mode=True, BatchNorm uses batch statistics and "
