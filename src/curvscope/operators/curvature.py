@@ -35,6 +35,13 @@ from curvscope.errors import (
     NonFiniteError,
 )
 from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
+from curvscope.operators._compile import (
+    CompiledProduct,
+    CompileMode,
+    CompileTiming,
+    check_compile,
+    setup_compile,
+)
 from curvscope.operators._data import Batch, BatchSource
 from curvscope.operators._inputs import BatchSizeFn, describe
 from curvscope.operators._losses import check_loss_on_batch, loss_spec
@@ -67,6 +74,10 @@ class EngineReport:
     rewrite_timings: dict[str, float] = field(default_factory=dict)
     #: the rewrite products run with ("none" when the model is evaluated as written)
     rewrite: str = "none"
+    #: ``compile=``: "off", "ok" (products run compiled) or why the compiled product is not used
+    compile: str = "off"
+    #: compile seconds, seconds per product compiled and not, break-even products
+    compile_timing: CompileTiming = field(default_factory=CompileTiming)
 
     def usable(self, methods: Sequence[str]) -> list[str]:
         return [m for m in methods if self.verified.get(m, "ok") == "ok"]
@@ -143,6 +154,16 @@ class CurvatureOperator(SymmetricOperator):
             both), times one product of each verified one and of the model as written on the
             first batch, and keeps the fastest; ``"none"`` evaluates the model as written. The user's model is never changed. See ``report.rewrites``,
             ``report.rewrite_timings`` and ``report.rewrite``.
+        compile: ``torch.compile`` the product (:mod:`curvscope.operators._compile`), off by
+            default. ``True`` compiles a ``torch.func`` product of one batch (one graph per
+            batch shape, ``dynamic=False``), verifies it against the unrewritten
+            reverse-over-reverse product (float64 to 1e-8 and the operator's dtype to
+            sqrt(eps)), times one product of the first batch compiled and uncompiled, and uses
+            it only when it verifies and is faster; ``"always"`` uses it whenever it verifies.
+            Every later graph (another batch shape or block width) is checked against the
+            uncompiled product on its first batch. A failure or compile error warns once and
+            falls back to the uncompiled engine. See ``report.compile`` and
+            ``report.compile_timing`` (compile seconds, seconds per product, break-even).
     """
 
     def __init__(
@@ -164,6 +185,7 @@ class CurvatureOperator(SymmetricOperator):
         train_mode: bool = False,
         progress: bool = False,
         rewrite: str | None = "auto",
+        compile: CompileMode = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -229,6 +251,8 @@ class CurvatureOperator(SymmetricOperator):
         self._checked = False
         self._rewrite_request = parse_rewrite(rewrite)
         self._rewritten: RewrittenModel | None = None
+        self._compile_request = check_compile(compile)
+        self._compiled: CompiledProduct | None = None
 
     def _cast(self, t: torch.Tensor) -> torch.dtype:
         return self._dtype if t.is_floating_point() else t.dtype
@@ -398,6 +422,8 @@ class CurvatureOperator(SymmetricOperator):
             from curvscope.operators.verify import verify_methods
 
             verify_methods(self, first)
+        if self._compile_request:
+            self._compiled = setup_compile(self, first)
         self._checked = True
 
     @contextlib.contextmanager
@@ -644,6 +670,10 @@ class CurvatureOperator(SymmetricOperator):
     def _batch_product(
         self, batch: Batch, pieces: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
+        if self._compiled is not None:  # verified; None after a fallback
+            parts = self._compiled(batch, pieces)
+            if parts is not None:
+                return parts
         k = pieces[0].shape[0]
         state = self._cache.get(batch.index)
         if state is None:

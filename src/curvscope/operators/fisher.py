@@ -11,6 +11,7 @@ from torch import nn
 
 from curvscope._validate import check_int
 from curvscope.errors import InputError
+from curvscope.operators._compile import CompileMode
 from curvscope.operators._data import Batch
 from curvscope.operators._inputs import BatchSizeFn
 from curvscope.operators.curvature import CacheMode
@@ -66,7 +67,8 @@ class FisherOperator(OutputSpaceOperator):
         seed: seeds the label draws. Draws are frozen: batch ``j`` always gets the labels of
             ``(seed, rank, j)``, so every product sees the same matrix.
         model, loss_fn, data, params, num_data, dtype, batch_size, batch_size_fn,
-            check_deterministic, verify, method, cache, cache_memory, train_mode, progress: as for
+            check_deterministic, verify, method, cache, cache_memory, train_mode, progress, rewrite,
+            compile: as for
             :class:`~curvscope.operators.curvature.CurvatureOperator`.
 
     Label smoothing changes the loss, not the model's likelihood: the Fisher of a label-smoothed
@@ -94,6 +96,7 @@ class FisherOperator(OutputSpaceOperator):
         train_mode: bool = False,
         progress: bool = False,
         rewrite: str | None = "auto",
+        compile: CompileMode = False,
     ) -> None:
         super().__init__(
             model,
@@ -112,6 +115,7 @@ class FisherOperator(OutputSpaceOperator):
             train_mode=train_mode,
             progress=progress,
             rewrite=rewrite,
+            compile=compile,
         )
         if mc_samples is not None:
             mc_samples = check_int(
