@@ -264,10 +264,10 @@ def setup_compile(op: CurvatureOperator, first: Batch) -> CompiledProduct | None
         status = _verify_float64(compiled, first)
         if status == "ok":
             status = _verify_own_dtype(compiled, first)
-    except Exception as err:
+        if status == "ok":
+            status = _time(compiled, first)
+    except Exception as err:  # what compiling raises surfaces at the first call
         status = f"compile error: {_one_line(err)}"
-    if status == "ok":
-        status = _time(compiled, first)
     report.compile = status
     if status != "ok":
         _warn(op, status)
