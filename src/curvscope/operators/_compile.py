@@ -147,8 +147,11 @@ def _own_tolerance(dtype: torch.dtype) -> float:
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+    """``Type: first line``; a first line ending in ":" (inductor's "backend='inductor'
+    raised:") is joined with the next, which says what failed."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines or [""])[0]
+    return f"{type(err).__name__}: {text}"[:300]
 
 
 class CompiledProduct:
