@@ -226,3 +226,21 @@ def test_real_compile_equals_dense_oracle() -> None:
     assert op.report.compile_timing.graphs == 2  # k = 1 (check and timing), k = P
     ref = dense_hessian(case)
     assert float((got - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "cls, dense", [(GGNOperator, dense_ggn), (GradientCovarianceOperator, dense_covariance)]
+)
+def test_real_compile_of_output_space_operators(cls, dense) -> None:
+    """The J^T Lambda J family compiled for real, ragged batches (two graphs per block width);
+    the covariance (like the empirical Fisher) takes the output gradient inside the graph."""
+    case = make_case("mlp-tanh", "mse", num_data=7)
+    op = cls(case.model, case.loss_fn, _data(case), batch_size=4, compile="always")
+    block = torch.randn(
+        op.shape[0], 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    got = op @ block
+    assert op.report.compile == "ok", op.report.compile
+    ref = dense(case) @ block
+    assert float((got - ref).abs().max()) <= 1e-10 * float(ref.abs().max())

@@ -95,6 +95,10 @@ class LossSpec:
 
     def output_grad(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Row i is :math:`\\nabla_{f_i} \\ell_i` (per-sample gradient with respect to outputs)."""
+        if torch.compiler.is_compiling():  # compile=: autograd.grad would break the graph
+            return torch.func.grad(lambda out: self.per_sample(out, targets).sum())(
+                outputs.detach()
+            )
         with torch.enable_grad():
             out = outputs.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.per_sample(out, targets).sum(), out)
