@@ -152,7 +152,8 @@ class CurvatureOperator(SymmetricOperator):
             asked for). ``"auto"`` (default) verifies every rewrite that can apply
             (``fold-bn`` in eval mode; with ``nn.Conv2d`` layers also ``channels-last`` and
             both), times one product of each verified one and of the model as written on the
-            first batch, and keeps the fastest; ``"none"`` evaluates the model as written. The user's model is never changed. See ``report.rewrites``,
+            first batch, and keeps the fastest; ``"none"`` evaluates the model as written.
+            The user's model is never changed. See ``report.rewrites``,
             ``report.rewrite_timings`` and ``report.rewrite``.
         compile: ``torch.compile`` the product (:mod:`curvscope.operators._compile`), off by
             default. ``True`` compiles a ``torch.func`` product of one batch (one graph per
