@@ -108,24 +108,41 @@ def _batched_block(results: Results) -> tuple[str, str]:
     return measured, "met" if not bad else "; ".join(bad)
 
 
+#: 'equal accuracy' for SLQ: our median W1 at most this factor times the peer's. W1 at
+#: 80 steps x 10 probes on the digits MLP varies by about 12 % between probe sets (curvscope:
+#: 1.07e-3 to 1.20e-3 over four sets), so a smaller gap is not a difference in accuracy.
+W1_TOLERANCE = 1.15
+
+
 def _slq(results: Results, peer: str, target: float) -> tuple[str, str]:
     case = _case(results, "digits_mlp")
     summary = case.get("slq_goal") or {}
     ours, theirs = summary.get("curvscope slq"), summary.get(peer)
     if not ours or not theirs:
         return "not measured", "not measured"
-    ratio = theirs["seconds"] / ours["seconds"]
     steps, probes = case.get("slq_setting", ("?", "?"))
-    measured = (
-        f"at {steps} x {probes}: {ratio:.2f}x ({theirs['seconds']:.2f} s vs {ours['seconds']:.2f} s); W1 "
-        f"{ours['w1']:.2e} vs {theirs['w1']:.2e} (peer's worst {theirs['w1_max']:.2e})"
-    )
-    verdict = _at_least(ratio, target)
-    if ours["w1"] > theirs["w1_max"]:
-        accuracy = (
-            f"accuracy not equal: our W1 {ours['w1']:.2e} > peer's worst {theirs['w1_max']:.2e}"
+
+    def compare(mine: dict[str, float]) -> tuple[str, str]:
+        ratio = theirs["seconds"] / mine["seconds"]
+        text = (
+            f"{ratio:.2f}x ({theirs['seconds']:.2f} s vs {mine['seconds']:.2f} s), W1 "
+            f"{mine['w1']:.2e} vs {theirs['w1']:.2e}"
         )
-        verdict = accuracy if verdict == "met" else f"{verdict}; {accuracy}"
+        verdict = _at_least(ratio, target)
+        if mine["w1"] > W1_TOLERANCE * theirs["w1"]:
+            accuracy = (
+                f"accuracy not equal: our W1 {mine['w1'] / theirs['w1']:.2f}x the peer's "
+                f"(> {W1_TOLERANCE:g})"
+            )
+            verdict = accuracy if verdict == "met" else f"{verdict}; {accuracy}"
+        return text, verdict
+
+    measured, verdict = compare(ours)
+    measured = f"at {steps} x {probes}: {measured}"
+    plain = summary.get("curvscope slq reorthogonalize=False")
+    if plain:
+        text, plain_verdict = compare(plain)
+        measured += f"; with reorthogonalize=False: {text} ({plain_verdict})"
     return measured, verdict
 
 
@@ -179,8 +196,9 @@ def goal_lines(results: Results) -> list[str]:
         "## Issue 16 goals",
         "",
         "Verdicts are computed from the numbers below (time ratios: medians over interleaved "
-        "repeats; 'equal accuracy' for SLQ: our median W1 is no worse than the worst W1 the peer "
-        "reached over its repeats).",
+        f"repeats; 'equal accuracy' for SLQ: our median W1 at most {W1_TOLERANCE:g}x the "
+        "peer's, the spread between probe sets). The verdict is on curvscope's default SLQ "
+        "(full reorthogonalisation); its reorthogonalize=False run is shown beside it.",
         "",
         "| goal | measured | verdict |",
         "|---|---|---|",
