@@ -493,6 +493,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
                 torch.autograd.grad(loss_fn(model(bx), by), params)
             return 1
 
+        run()  # untimed warm-up (allocator, first-call costs), as for every variant
         return run, "one forward + backward over the N samples: the unit gp"
 
     variants.append(("gp", "gradient pass (gp)", 1, gradient_pass))
@@ -509,6 +510,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
                 torch.autograd.grad(g, params, v_list, retain_graph=True)
             return 1
 
+        run()
         return run, "torch.autograd.grad of the create_graph gradient, retain_graph"
 
     variants.append(("raw", "raw double backward (kept graph)", 1, raw))
@@ -526,6 +528,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
                     ph.hessian_vector_product(comp.gradsH, comp.params, v)
                     return 1
 
+                run()
                 return run, "hessian_vector_product on its kept graph"
 
             def run_loader() -> int:
@@ -533,6 +536,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
                 model.zero_grad(set_to_none=True)
                 return 1
 
+            run_loader()
             return run_loader, "dataloader_hv_product: forward + create-graph backward per batch"
 
         variants.append(("pyhessian", "PyHessian", 1, pyhessian))
@@ -617,21 +621,23 @@ def task_products(
 ) -> list[dict[str, Any]]:
     """Seconds per product column of every variant, in gradient passes (gp) and as a ratio to
     PyHessian's product. ``rounds`` interleaved rounds: in each, every variant is built and
-    warmed up (untimed), timed over ``inner`` calls, then freed (so only one variant's graphs
-    are alive at a time); the median over rounds is reported."""
+    warmed up (untimed), timed over ``inner`` calls (one for a 10-column block and for a
+    ``top_eigenpairs`` run, which multiply many columns each), then freed (so only one
+    variant's graphs are alive at a time); the median over rounds is reported."""
     rounds, inner = repeats or (1 if quick else 3), 1 if quick else 3
     variants = _product_variants(case)
     times: dict[str, list[float]] = {key: [] for key, *_ in variants}
     notes: dict[str, str] = {}
     for _ in range(rounds):
-        for key, _label, _block, build in variants:
+        for key, _label, block, build in variants:
             try:
                 run, notes[key] = build()
             except Exception as err:  # a rewrite that does not apply (no BatchNorm), OOM ...
                 notes[key] = f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
                 continue
             tick = time.perf_counter()
-            columns = sum(run() for _ in range(inner))
+            calls = 1 if block > 1 or key == "topk" else inner
+            columns = sum(run() for _ in range(calls))
             times[key].append((time.perf_counter() - tick) / columns)
             del run
             case["model"].zero_grad(set_to_none=True)

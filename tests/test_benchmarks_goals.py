@@ -69,6 +69,8 @@ def test_verdicts_follow_the_numbers(goals) -> None:
     assert _find(v, "Top-1")[1] == "met"
     assert _find(v, "Top-5")[1].startswith("missed by 1.25x")  # 40 products, goal 32
     assert _find(v, "1.1x the raw")[1].startswith("missed by 1.09x")  # 0.12 / 0.10 = 1.2
+    engine = _find(v, "engine's own")
+    assert engine[0].startswith("1.71x") and engine[1].startswith("missed by 1.56x")  # 0.12/0.07
     rewrites = _find(v, "kernel rewrites")
     assert "0.70x PyHessian" in rewrites[0] and "2.33 gp" in rewrites[0]
     assert rewrites[1].startswith("missed by 1.17x")  # the ratio is met, 2.33 gp is not
