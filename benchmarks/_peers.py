@@ -13,6 +13,7 @@ Products are counted by wrapping each peer's own product function (PyHessian's
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,25 +84,26 @@ def pyhessian_computer(ph: Any, case: dict[str, Any]) -> Any:
 
 
 @contextmanager
-def pyhessian_counter(ph: Any, comp: Any | None = None) -> Iterator[list[int]]:
+def pyhessian_counter(ph: Any, comp: Any | None = None) -> Iterator[list[float]]:
     """Count PyHessian's products (module-level ``hessian_vector_product`` and, for
-    ``comp``, its ``dataloader_hv_product``) in the yielded one-element list."""
-    count = [0]
-    original = ph.hessian_vector_product
+    ``comp``, its ``dataloader_hv_product``): the yielded list holds ``[products, seconds in
+    them]``."""
+    count = [0, 0.0]
 
-    def counted(*args: Any) -> Any:
-        count[0] += 1
-        return original(*args)
-
-    ph.hessian_vector_product = counted
-    if comp is not None and comp.full_dataset:
-        loader = comp.dataloader_hv_product
-
-        def counted_loader(v: Any) -> Any:
+    def counting(fn: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            tick = time.perf_counter()
+            out = fn(*args)
             count[0] += 1
-            return loader(v)
+            count[1] += time.perf_counter() - tick
+            return out
 
-        comp.dataloader_hv_product = counted_loader
+        return counted
+
+    original = ph.hessian_vector_product
+    ph.hessian_vector_product = counting(original)
+    if comp is not None and comp.full_dataset:
+        comp.dataloader_hv_product = counting(comp.dataloader_hv_product)
     try:
         yield count
     finally:
@@ -109,8 +111,9 @@ def pyhessian_counter(ph: Any, comp: Any | None = None) -> Iterator[list[int]]:
 
 
 # ----------------------------------------------------------------------------- curvlinops
-def curvlinops_operator(cl: Any, case: dict[str, Any]) -> tuple[Any, list[int]]:
-    """``curvlinops.HessianLinearOperator`` on the case's batches and a column counter.
+def curvlinops_operator(cl: Any, case: dict[str, Any]) -> tuple[Any, list[float]]:
+    """``curvlinops.HessianLinearOperator`` on the case's batches and a counter
+    ``[columns, seconds in products]``.
 
     ``check_deterministic=False``: the check runs extra products at construction (untimed
     here anyway); the benchmark's models are in eval mode and its data fixed.
@@ -123,12 +126,15 @@ def curvlinops_operator(cl: Any, case: dict[str, Any]) -> tuple[Any, list[int]]:
         split(case["x"], case["y"], case["batch_size"]),
         check_deterministic=False,
     )
-    count = [0]
+    count = [0, 0.0]
     original = op._matmat
 
     def counted(block: list[torch.Tensor]) -> list[torch.Tensor]:
+        tick = time.perf_counter()
+        out = original(block)
         count[0] += int(block[0].shape[-1])
-        return original(block)
+        count[1] += time.perf_counter() - tick
+        return out
 
     op._matmat = counted
     return op, count
