@@ -578,7 +578,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
     ):
         variants.append((key, label, 1, curvscope(options, vector[:, None])))
         variants.append((f"{key}-10", label, 10, curvscope(options, block10)))
-    for rewrite in ("fold-bn", "fold-bn+channels-last"):
+    for rewrite in ("none", "fold-bn", "fold-bn+channels-last"):
         variants.append(
             (
                 rewrite,
