@@ -47,7 +47,18 @@ def test_quick_run_writes_table_and_plot(bench, tmp_path) -> None:
     assert row is not None and 0 < int(row.group(1)) <= int(row.group(2)) <= 40
     assert "| curvscope slq | 40 | 1 | 40 |" in text
     assert "curvscope Hutchinson (rtol 1 %)" in text
-    assert "skipped: pyhessian, hessian_eigenthings" in text
+    assert "skipped: pyhessian, hessian_eigenthings, curvlinops" in text
+    # Issue 16's goals head the report, their verdicts computed from the rows below.
+    assert "## Issue 16 goals" in text
+    top1 = re.search(r"\| Top-1 to relative 1e-6 .*? \| (\d+) products, .*? \| (.*?) \|", text)
+    assert top1 is not None
+    assert (top1.group(2) == "met") == (int(top1.group(1)) <= 15) or "error" in top1.group(2)
+    # The SLQ comparison: curvscope alone without peers, its goal rows not measured.
+    assert "SLQ at 20 steps x 2 probes, 1 interleaved repeat(s)" in text
+    assert (
+        "| SLQ 80 steps x 10 probes >= 2x PyHessian on the MLP at equal accuracy | "
+        "not measured | not measured |" in text
+    )
 
 
 def test_wasserstein_and_peak_memory(bench) -> None:

@@ -1,0 +1,94 @@
+"""Issue 16's goal verdicts in ``python -m benchmarks``: computed from the measured rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def goals(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks._goals as goals
+
+    return goals
+
+
+def _verdicts(goals, results) -> dict[str, tuple[str, str]]:
+    return {text: check(results) for text, check in goals.GOALS}
+
+
+def _find(verdicts: dict[str, tuple[str, str]], words: str) -> tuple[str, str]:
+    (hit,) = [v for k, v in verdicts.items() if words in k]
+    return hit
+
+
+def test_verdicts_follow_the_numbers(goals) -> None:
+    def product(key: str, seconds: float, gp: float = 1.0, note: str = "") -> dict:
+        return {"key": key, "seconds": seconds, "gp_per_column": seconds / gp, "note": note}
+
+    results = {
+        "digits_mlp": {
+            "topk": [
+                {"library": "curvscope default", "k": 1, "products": 11, "error": 1e-7},
+                {"library": "curvscope default", "k": 5, "products": 40, "error": 1e-7},
+            ],
+            "slq_goal": {
+                "curvscope slq": {"seconds": 1.0, "w1": 1e-3, "w1_max": 1e-3},
+                "curvscope slq reorthogonalize=False": {"seconds": 0.9, "w1": 5e-4},
+                "PyHessian density": {"seconds": 2.5, "w1": 0.9e-3, "w1_max": 1.2e-3},
+                "curvlinops fast_lanczos": {"seconds": 2.0, "w1": 0.5e-3, "w1_max": 0.6e-3},
+            },
+            "slq_setting": (80, 10),
+        },
+        "cnn": {
+            "products": [
+                product("raw", 0.10),
+                product("topk", 0.12),
+                product("pyhessian", 0.10),
+                product("default", 0.07, gp=0.03, note="rewrite fold-bn"),
+            ]
+        },
+        "cnn_batched": {
+            "products": [
+                product("pyhessian", 3.0),
+                product("default", 1.5),
+                product("nocache", 3.0),
+                product("nocache-10", 1.0, gp=0.6),
+            ],
+            "memory": [
+                {"library": "curvscope products cache=off block=10", "peak_rss_mb": 3000.0},
+                {"library": "curvscope products cache=on block=1", "peak_rss_mb": 2000.0},
+            ],
+        },
+    }
+    v = _verdicts(goals, results)
+    assert _find(v, "Top-1")[1] == "met"
+    assert _find(v, "Top-5")[1].startswith("missed by 1.25x")  # 40 products, goal 32
+    assert _find(v, "1.1x the raw")[1].startswith("missed by 1.09x")  # 0.12 / 0.10 = 1.2
+    engine = _find(v, "engine's own")
+    assert engine[0].startswith("1.71x") and engine[1].startswith("missed by 1.56x")  # 0.12/0.07
+    rewrites = _find(v, "kernel rewrites")
+    assert "0.70x PyHessian" in rewrites[0] and "2.33 gp" in rewrites[0]
+    assert rewrites[1].startswith("missed by 1.17x")  # the ratio is met, 2.33 gp is not
+    assert _find(v, "cache on")[1] == "met"  # 3.0 / 1.5 = 2x >= 1.5
+    assert _find(v, "cache off")[1] == "missed: 1.00 is 1.20x short of >= 1.2"
+    block = _find(v, "10-column block")
+    assert "1.67 gp" in block[0] and "3000 MB" in block[0]
+    assert block[1] == "missed by 1.50x (measured 1.5, goal <= 1)"  # 1.67 gp alone is met
+    pyhessian = _find(v, ">= 2x PyHessian")
+    assert pyhessian[1] == "met" and "80 x 10" in pyhessian[0]  # W1 1.11x: within 1.15x
+    curvlinops = _find(v, "3x curvlinops")
+    assert curvlinops[1].startswith("missed: 2.00 is 1.50x short of >= 3")
+    assert "accuracy not equal: our W1 2.00x" in curvlinops[1]
+    assert "with reorthogonalize=False: 2.22x" in curvlinops[0]  # 2.0 s / 0.9 s
+
+
+def test_missing_rows_are_not_measured(goals) -> None:
+    v = _verdicts(goals, {})
+    assert all(verdict == "not measured" for _, verdict in v.values())
+    lines = goals.goal_lines({"digits_mlp_quick": {}})
+    assert lines[0] == "## Issue 16 goals" and len(lines) == 7 + len(goals.GOALS)
