@@ -479,8 +479,11 @@ def member_workers(ops: list[Op], params: dict[str, torch.Tensor], x: torch.Tens
     return max(1, min(threads, R // 8)) if flops * R >= PARALLEL_FLOPS else 1
 
 
-#: the smallest step (floating-point operations, all members) split over threads
-PARALLEL_FLOPS = 4e6
+#: the smallest step (floating-point operations, all members) split over threads. Measured on
+#: the 2-core CPU (R = 64, float64, benchmarks/ensemble.py): two slices made a step of
+#: 23.6 MFLOP (tanh 16-30-16, N = 64) 1.2-1.35x faster, one of 12.6 MFLOP (16-16-16) ~10 %
+#: slower (each slice's Python glue holds the GIL, ~47 us a step, and the hand-off costs ~20-50 us)
+PARALLEL_FLOPS = 16e6
 
 
 @contextmanager
