@@ -175,7 +175,11 @@ _RSS_CHILD = textwrap.dedent(
         with op._model_mode():
             gc.collect()
             base = status("VmRSS:")
-            open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
+            try:
+                open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
+            except OSError as err:
+                print(json.dumps({"skip": str(err)}))
+                raise SystemExit(0)
             result = op._apply(op._prepare(method, batch, op.params), pieces)
             out[method] = [status("VmHWM:") - base, op.report.blocks.predict(method, k, 768)]
             del result
@@ -200,7 +204,10 @@ def test_the_predicted_peak_matches_the_resident_memory_the_os_counts() -> None:
     out = subprocess.run(
         [sys.executable, "-c", _RSS_CHILD], capture_output=True, text=True, env=env, check=True
     )
-    for method, (measured, predicted) in json.loads(out.stdout.splitlines()[-1]).items():
+    results = json.loads(out.stdout.splitlines()[-1])
+    if "skip" in results:
+        pytest.skip(f"cannot reset the peak RSS here: {results['skip']}")
+    for method, (measured, predicted) in results.items():
         assert measured > 8 * 2**20, (method, measured)  # the measurement saw the product
         assert 1 / 1.5 <= predicted / measured <= 1.5, (method, measured, predicted)
 
