@@ -16,6 +16,7 @@ per-sample terms (see :mod:`curvscope.operators._losses` for how torch's reducti
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,13 @@ from curvscope.errors import (
     NonFiniteError,
 )
 from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
+from curvscope.operators._blockmem import (
+    CALIBRATION_WIDTHS,
+    BlockMemoryReport,
+    guess_next,
+    measure_widths,
+    parse_block_memory,
+)
 from curvscope.operators._compile import (
     CompiledProduct,
     CompileMode,
@@ -78,6 +86,8 @@ class EngineReport:
     compile: str = "off"
     #: compile seconds, seconds per product compiled and not, break-even products
     compile_timing: CompileTiming = field(default_factory=CompileTiming)
+    #: block products on uncached batches: budget, memory model, sub-block size per method
+    blocks: BlockMemoryReport = field(default_factory=BlockMemoryReport)
 
     def usable(self, methods: Sequence[str]) -> list[str]:
         return [m for m in methods if self.verified.get(m, "ok") == "ok"]
@@ -138,6 +148,15 @@ class CurvatureOperator(SymmetricOperator):
             graph memory stays within ``cache_memory``, ``True`` for all batches, ``False`` never.
         cache_memory: the graph-cache budget in bytes or as ``"2GB"`` (default: a quarter of the
             device's available memory).
+        block_memory: the peak memory one batch prepared afresh (not in the graph cache) may
+            use while a block of k columns is applied, in bytes or as ``"2GB"``: the block is
+            applied in sub-blocks of the largest width whose predicted peak fits, all sharing
+            the batch's forward and first backward (:mod:`curvscope.operators._blockmem`).
+            ``"auto"`` (default): the bytes the graph cache would hold for the whole data
+            (capped by ``cache_memory``, less what it holds), at least one column's peak, so
+            that a block without the cache peaks no higher than one column with it. The
+            memory model is measured on the first uncached batch of the first block product
+            (k > 1); see ``report.blocks``.
         train_mode: evaluate the model in train mode (BatchNorm batch statistics, dropout); off by
             default, as curvature is a property of the deterministic network.
         progress: show a progress bar over batches for every product.
@@ -187,7 +206,9 @@ class CurvatureOperator(SymmetricOperator):
         progress: bool = False,
         rewrite: str | None = "auto",
         compile: CompileMode = False,
+        block_memory: int | str = "auto",
     ) -> None:
+        block_budget = parse_block_memory(block_memory)
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -248,6 +269,7 @@ class CurvatureOperator(SymmetricOperator):
         self.train_mode = train_mode
         self.progress = progress
         self.report = EngineReport(reference=self._methods[0] if self._methods else "")
+        self.report.blocks.requested = block_budget
         self._num_data: int | None = None
         self._checked = False
         self._rewrite_request = parse_rewrite(rewrite)
@@ -685,12 +707,118 @@ class CurvatureOperator(SymmetricOperator):
                 self._usable(self._graph_methods, k),
                 lambda m: self._apply(_with_method(state, m), pieces),
             )
+        methods = self._usable(self._methods, k)
+        widths = dict.fromkeys(methods, k)
+        if k > 1:
+            methods, widths = self._block_widths(batch, methods, pieces)
         return self._timed_rounds(
             ("fresh", k),
-            self._usable(self._methods, k),
-            lambda m: self._apply(self._prepare(m, batch, self.params), pieces),
+            methods,
+            lambda m: self._apply_blocks(self._prepare(m, batch, self.params), pieces, widths[m]),
             batch.size,
         )
+
+    # ------------------------------------------------------------------ block memory
+    def _apply_blocks(
+        self, state: GraphState, pieces: tuple[torch.Tensor, ...], width: int
+    ) -> tuple[torch.Tensor, ...]:
+        """:meth:`_apply` in sub-blocks of ``width`` columns on the one prepared ``state``;
+        every returned tensor (products and auxiliary sums) is per column along dim 0."""
+        k = pieces[0].shape[0]
+        if width >= k:
+            return self._apply(state, pieces)
+        parts = [
+            self._apply(state, tuple(p[i : i + width] for p in pieces)) for i in range(0, k, width)
+        ]
+        return tuple(torch.cat(columns) for columns in zip(*parts))
+
+    def _block_widths(
+        self, batch: Batch, methods: list[str], pieces: tuple[torch.Tensor, ...]
+    ) -> tuple[list[str], dict[str, int]]:
+        """The methods whose one-column peak fits ``block_memory`` (or the leanest one if none
+        does) and each one's sub-block width for this batch; measures the memory model first."""
+        k = pieces[0].shape[0]
+        blocks = self.report.blocks
+        if any(m not in blocks.measured for m in methods):
+            self._measure_blocks(batch, [m for m in methods if m not in blocks.measured], pieces)
+        if k not in blocks.plans:
+            plans = {m: blocks.plan(m, k, batch.size) for m in methods}
+            fitting = [m for m in methods if plans[m].fits]
+            if not fitting:
+                fitting = [min(methods, key=lambda m: plans[m].predicted_bytes)]
+            blocks.plans[k] = {m: plans[m] for m in fitting}
+            blocks.plan_samples[k] = batch.size
+        plans = blocks.plans[k]
+        widths = {
+            m: plan.sub_block
+            if batch.size == blocks.plan_samples[k]
+            else blocks.plan(m, k, batch.size).sub_block
+            for m, plan in plans.items()
+        }
+        return list(plans), widths
+
+    def _measure_blocks(
+        self, batch: Batch, methods: list[str], pieces: tuple[torch.Tensor, ...]
+    ) -> None:
+        """Measure each method's peak at widths 1, 2, 3 on ``batch`` (the wider ones while a
+        guess of their peak fits the budget) and resolve the budget after the first method's
+        single column (once). Costs one prepare and up to 1 + 2 + 3 columns per method, once."""
+        blocks = self.report.blocks
+        widest = max(CALIBRATION_WIDTHS)
+        columns = tuple(p[:1].repeat(widest, *([1] * (p.ndim - 1))) for p in pieces)
+        if blocks.samples is None:
+            blocks.samples = batch.size
+        scale = blocks.samples / batch.size
+        graph: dict[str, int] = {}  # method -> bytes its state retains (the cache's measure)
+
+        def prepare(method: str) -> GraphState:
+            if method not in self._graph_methods:  # functorch states refuse saved-tensor hooks
+                return self._prepare(method, batch, self.params)
+            state, graph[method] = graph_bytes(lambda: self._prepare(method, batch, self.params))
+            return state
+
+        def affordable(width: int, peaks: dict[int, int]) -> bool:
+            if blocks.budget_bytes is None:
+                self._resolve_block_budget(batch, peaks[1] * scale, graph)
+            assert blocks.budget_bytes is not None
+            return guess_next(width, peaks) * scale <= blocks.budget_bytes
+
+        for method in methods:
+            peaks = measure_widths(
+                lambda m=method: prepare(m),
+                lambda state, w: self._apply(state, tuple(c[:w] for c in columns)),
+                CALIBRATION_WIDTHS,
+                affordable,
+            )
+            blocks.measured[method] = {w: int(p * scale) for w, p in peaks.items()}
+            if blocks.budget_bytes is None:
+                self._resolve_block_budget(batch, peaks[1] * scale, graph)
+
+    def _resolve_block_budget(self, batch: Batch, one_column: float, graph: dict[str, int]) -> None:
+        """``block_memory`` in bytes; ``"auto"``: what the graph cache would hold for this
+        rank's data (capped by ``cache_memory``) less what it holds, at least ``one_column``.
+        ``graph``: the retained bytes of the states prepared on ``batch`` so far."""
+        blocks = self.report.blocks
+        if isinstance(blocks.requested, int):
+            blocks.budget_bytes = blocks.requested
+            return
+        info = self.cache_info
+        per_sample = info.predicted_bytes_per_sample
+        if per_sample is None:
+            reference = self._graph_methods[0] if self._graph_methods else self._methods[0]
+            nbytes = next((graph[m] for m in self._graph_methods if m in graph), None)
+            if nbytes is None:  # only forward-mode states so far: measure a reverse graph
+                _, nbytes = graph_bytes(lambda: self._prepare(reference, batch, self.params))
+            per_sample = nbytes / max(batch.size, 1)
+        samples = self._local_samples()
+        would_cache = min(info.budget_bytes, int(per_sample * samples)) - info.cached_bytes
+        blocks.budget_bytes = max(math.ceil(one_column), would_cache)
+
+    def _local_samples(self) -> int:
+        """The number of samples on this rank (a pass that only reads the data if unknown)."""
+        if self._num_data is not None and not _distributed():
+            return self._num_data
+        return sum(b.size for b in self.source.batches())
 
     def _matmat(self, block: torch.Tensor) -> torch.Tensor:
         pieces = self.layout.split(block)

@@ -68,7 +68,7 @@ class FisherOperator(OutputSpaceOperator):
             ``(seed, rank, j)``, so every product sees the same matrix.
         model, loss_fn, data, params, num_data, dtype, batch_size, batch_size_fn,
             check_deterministic, verify, method, cache, cache_memory, train_mode, progress, rewrite,
-            compile: as for
+            compile, block_memory: as for
             :class:`~curvscope.operators.curvature.CurvatureOperator`.
 
     Label smoothing changes the loss, not the model's likelihood: the Fisher of a label-smoothed
@@ -97,6 +97,7 @@ class FisherOperator(OutputSpaceOperator):
         progress: bool = False,
         rewrite: str | None = "auto",
         compile: CompileMode = False,
+        block_memory: int | str = "auto",
     ) -> None:
         super().__init__(
             model,
@@ -116,6 +117,7 @@ class FisherOperator(OutputSpaceOperator):
             progress=progress,
             rewrite=rewrite,
             compile=compile,
+            block_memory=block_memory,
         )
         if mc_samples is not None:
             mc_samples = check_int(
