@@ -211,75 +211,48 @@ def train_ensemble(
     workers = 1
     if path != "vmap" and not isinstance(ops, str):
         used, workers = "stacked", member_workers(ops, params, inputs)
-    with member_threads(workers) as pool:
+    with member_threads(workers) as pool:  # the members' slices run on its threads
         step_fn = vmap_step if used == "vmap" else stacked_step(ops, loss_fn, names, pool=pool)
-        return _train(
-            step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
-            count, grad_tol, record_every, used, buffers, full_batch, batch_size,
-        )  # fmt: skip
-
-
-def _train(
-    step_fn: Callable[..., tuple[list[torch.Tensor], torch.Tensor]],
-    params: dict[str, torch.Tensor],
-    names: list[str],
-    seeds: tuple[int, ...],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    per_member_data: bool,
-    lr: float,
-    momentum: float,
-    count: int,
-    grad_tol: float | None,
-    record_every: int,
-    used: Literal["stacked", "vmap"],
-    buffers: dict[str, torch.Tensor],
-    full_batch: bool,
-    batch_size: int | None,
-) -> EnsembleResult:
-    """The training loop of :func:`train_ensemble` (arguments checked there). The weights
-    and momentum buffers are updated in place (they are the ensemble's own copies)."""
-    R, n = len(seeds), inputs.shape[1 if per_member_data else 0]
-    if grad_tol is not None:
-        return _descend_to_tol(
-            step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
-            count, float(grad_tol), record_every, used, buffers,
-        )  # fmt: skip
-    if full_batch:
-        plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
-    else:
-        plan = []
-        for epoch in range(count):
-            orders = torch.stack([ensemble_order(s, epoch, n) for s in seeds])
-            plan += [(orders[:, i : i + batch_size], epoch) for i in range(0, n, batch_size)]
-    bufs: list[torch.Tensor] | None = None
-    losses = []
-    rows = torch.arange(R).unsqueeze(1)
-    for t, (idx, _) in enumerate(plan):
-        if idx is None:
-            x, y, mapped = inputs, targets, 0 if per_member_data else None
+        if grad_tol is not None:
+            return _descend_to_tol(
+                step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
+                count, float(grad_tol), record_every, used, buffers,
+            )  # fmt: skip
+        if full_batch:
+            plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
         else:
-            x = inputs[rows, idx] if per_member_data else inputs[idx]
-            y = targets[rows, idx] if per_member_data else targets[idx]
-            mapped = 0
-        g, loss = step_fn(params, x, y, mapped)
-        if t % record_every == 0:
-            losses.append(loss)
-        if momentum:
-            if bufs is None:
-                bufs = [t.clone() for t in g]
+            plan = []
+            for epoch in range(count):
+                orders = torch.stack([ensemble_order(s, epoch, n) for s in seeds])
+                plan += [(orders[:, i : i + batch_size], epoch) for i in range(0, n, batch_size)]
+        bufs: list[torch.Tensor] | None = None
+        losses = []
+        rows = torch.arange(R).unsqueeze(1)
+        for t, (idx, _) in enumerate(plan):
+            if idx is None:
+                x, y, mapped = inputs, targets, 0 if per_member_data else None
             else:
-                bufs = [b.mul_(momentum).add_(t) for b, t in zip(bufs, g)]
-            g = bufs
-        for k, t_ in zip(names, g):
-            params[k].add_(t_, alpha=-lr)
-    history = torch.stack(losses, dim=1)
-    if not torch.isfinite(history[:, -1]).all():
-        bad = [seeds[r] for r in range(R) if not torch.isfinite(history[r, -1])]
-        raise NonFiniteError(
-            f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
-        )
-    return EnsembleResult(params, history, seeds, len(plan), used)
+                x = inputs[rows, idx] if per_member_data else inputs[idx]
+                y = targets[rows, idx] if per_member_data else targets[idx]
+                mapped = 0
+            g, loss = step_fn(params, x, y, mapped)
+            if t % record_every == 0:
+                losses.append(loss)
+            if momentum:
+                if bufs is None:
+                    bufs = [t.clone() for t in g]
+                else:
+                    bufs = [b.mul_(momentum).add_(t) for b, t in zip(bufs, g)]
+                g = bufs
+            for k, t_ in zip(names, g):  # in place: the ensemble's own stacked copies
+                params[k].add_(t_, alpha=-lr)
+        history = torch.stack(losses, dim=1)
+        if not torch.isfinite(history[:, -1]).all():
+            bad = [seeds[r] for r in range(R) if not torch.isfinite(history[r, -1])]
+            raise NonFiniteError(
+                f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
+            )
+        return EnsembleResult(params, history, seeds, len(plan), used)
 
 
 def _descend_to_tol(
