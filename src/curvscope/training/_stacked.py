@@ -176,6 +176,25 @@ def stacked_forward(
     return h
 
 
+def _plain_cross_entropy(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    out: torch.Tensor,
+    y: torch.Tensor,
+    per_member: tuple[int, ...],
+) -> bool:
+    """Whether ``loss_fn`` on the stacked ``(R, N, classes)`` outputs is torch's mean
+    cross-entropy on class labels, with no class weights or label smoothing (written out here)."""
+    return (
+        type(loss_fn) is nn.CrossEntropyLoss
+        and loss_fn.reduction == "mean"
+        and loss_fn.weight is None
+        and loss_fn.label_smoothing == 0
+        and out.dim() == 3
+        and not y.is_floating_point()
+        and per_member == tuple(out.shape[:2])
+    )
+
+
 def member_losses(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     out: torch.Tensor,
@@ -194,15 +213,7 @@ def member_losses(
         # one fused kernel each way (mse_loss and its backward) instead of sub/pow/mul chains
         errors = nn.functional.mse_loss(out, y.expand_as(out), reduction="none")
         return errors.flatten(1).mean(1)
-    if (
-        type(loss_fn) is nn.CrossEntropyLoss
-        and loss_fn.reduction == "mean"
-        and loss_fn.weight is None
-        and loss_fn.label_smoothing == 0
-        and out.dim() == 3
-        and not y.is_floating_point()
-        and per_member == (R, N)
-    ):
+    if _plain_cross_entropy(loss_fn, out, y, per_member):
         labels = y.expand(R, N)
         per_sample = nn.functional.cross_entropy(
             out.flatten(0, 1),
@@ -306,15 +317,7 @@ def _loss_and_grad(
         flat = diff.view(R, 1, M)
         loss = torch.bmm(flat, flat.transpose(1, 2)).view(R).div_(M)
         return loss, diff.mul_(2.0 / M)
-    if (
-        type(loss_fn) is nn.CrossEntropyLoss
-        and loss_fn.reduction == "mean"
-        and loss_fn.weight is None
-        and loss_fn.label_smoothing == 0
-        and out.dim() == 3
-        and not y.is_floating_point()
-        and per_member == (R, N)
-    ):
+    if _plain_cross_entropy(loss_fn, out, y, per_member):
         labels = y.expand(R, N)
         valid = labels != loss_fn.ignore_index
         count = valid.sum(1)
