@@ -365,7 +365,7 @@ def any_references(case: AnyCase) -> dict[str, torch.Tensor]:
         "hessian": h,
         "ggn": g,
         "residual": h - g,
-        "empirical_fisher": any_empirical_fisher(case),
+        "empirical-fisher": any_empirical_fisher(case),
         "covariance": any_covariance(case),
         "fisher": any_fisher(case),
     }

@@ -25,25 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from curvscope import InputError, NonDeterministicError, NonFiniteError
 from curvscope.operators import (
-    EmpiricalFisherOperator,
-    FisherOperator,
+    OPERATORS,
     GGNOperator,
     GradientCovarianceOperator,
     HessianOperator,
-    ResidualOperator,
     verify_engine,
 )
 
 SIZES = (7, 5, 9, 2)
 
-OPERATORS = {
-    "hessian": HessianOperator,
-    "ggn": GGNOperator,
-    "residual": ResidualOperator,
-    "empirical_fisher": EmpiricalFisherOperator,
-    "covariance": GradientCovarianceOperator,
-    "fisher": FisherOperator,
-}
 
 CASES = [("dict", "mean"), ("userdict", "mean"), ("tuple", "mean"), ("dict", "sum")]
 

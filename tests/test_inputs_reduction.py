@@ -23,26 +23,15 @@ from torch import nn
 
 from curvscope import InputError
 from curvscope.operators import (
-    EmpiricalFisherOperator,
+    OPERATORS,
     FisherOperator,
-    GGNOperator,
-    GradientCovarianceOperator,
     HessianOperator,
-    ResidualOperator,
     verify_engine,
 )
 from curvscope.spectral import exact_spectrum, slq, top_eigenpairs
 
 SIZES = (7, 5, 9, 2)
 
-OPERATORS = {
-    "hessian": HessianOperator,
-    "ggn": GGNOperator,
-    "residual": ResidualOperator,
-    "empirical_fisher": EmpiricalFisherOperator,
-    "covariance": GradientCovarianceOperator,
-    "fisher": FisherOperator,
-}
 
 # every loss sum-reduced; the multi-entry ones (where sum and mean differ by more than N) also
 # mean-reduced
@@ -102,7 +91,7 @@ def test_sum_reduced_operator_is_n_times_the_mean_reduced_one(loss: str) -> None
         # the covariance and the empirical Fisher are quadratic in the per-sample gradients,
         # which the sum scales by D (or L) too
         per_entry = RATIO[loss] // 23
-        ratio = RATIO[loss] * (per_entry if kind in ("empirical_fisher", "covariance") else 1)
+        ratio = RATIO[loss] * (per_entry if kind in ("empirical-fisher", "covariance") else 1)
         torch.testing.assert_close(summed, ratio * mean, rtol=1e-11, atol=1e-13)
 
 
@@ -167,7 +156,7 @@ def test_custom_sum_reduced_callable() -> None:
 
     data = ragged_batches(case.inputs, case.targets, SIZES)
     refs = any_references(case)
-    for kind in ("hessian", "ggn", "empirical_fisher"):
+    for kind in ("hessian", "ggn", "empirical-fisher"):
         op = OPERATORS[kind](case.model, SummedCE(), data)
         assert_matches_dense(op, refs[kind], rtol=1e-10)
 
