@@ -187,7 +187,7 @@ def test_members_split_over_threads_equal_autograd(slices, mapped, classes):
     before = torch.get_num_threads()
     with _stacked.member_threads(slices) as pool:
         assert pool is not None and torch.get_num_threads() == 1
-        step = _stacked.stacked_step(ops, loss_fn, names, pool=pool)
+        step = _stacked.stacked_step(ops, loss_fn, names, pool=pool, slices=slices)
         for _ in range(2):  # the second call reuses the slices' buffers
             grads, loss = step(params, x, y, mapped)
             ref, ref_loss = _autograd_grads(ops, loss_fn, params, x, y, mapped)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -515,6 +516,7 @@ def stacked_step(
     names: list[str],
     *,
     pool: ThreadPoolExecutor | None = None,
+    slices: int = 1,
 ) -> Callable[
     [dict[str, torch.Tensor], torch.Tensor, torch.Tensor, int | None],
     tuple[list[torch.Tensor], torch.Tensor],
@@ -523,12 +525,15 @@ def stacked_step(
 
     With the hand-written backward the gradients are written into arrays kept from step to
     step (the caller uses them before the next step; the losses are new tensors), and with a
-    ``pool`` (:func:`member_threads`) the members are split into ``1 + pool._max_workers``
-    contiguous slices run at once, each with its own buffers: member r's loss and gradient
-    depend on member r alone, so the slices give exactly the unsplit result.
+    ``pool`` of ``slices - 1`` threads (:func:`member_threads`) the members are split into
+    ``slices`` contiguous slices run at once, each with its own buffers: member r's loss and
+    gradient depend on member r alone, so the slices give exactly the unsplit result. A loss
+    the hand-written step does not write out is found on the first step; from then on every
+    step goes straight to autograd.
     """
     layers = manual_plan(ops)
-    slices = 1 + (pool._max_workers if pool is not None else 0)
+    if pool is None:
+        slices = 1
     manuals = [manual_step(layers, loss_fn) for _ in range(slices)] if layers is not None else []
     kept: dict[str, torch.Tensor] = {}
 
@@ -548,21 +553,20 @@ def stacked_step(
         if parts == 1:
             return out if manuals[0](p, x, y, mapped, out) is not None else None
         cuts = [R * c // parts for c in range(parts + 1)]
-        jobs = []
-        for c in range(parts - 1, -1, -1):  # slice 0 on this thread, after the others start
+
+        def part(c: int) -> tuple[Any, ...]:
             lo, hi = cuts[c], cuts[c + 1]
-            args = (
+            return (
                 {k: v[lo:hi] for k, v in p.items()},
                 x if mapped is None else x[lo:hi],
                 y if mapped is None else y[lo:hi],
                 mapped,
                 {k: v[lo:hi] for k, v in out.items()},
             )
-            if c and pool is not None:
-                jobs.append(pool.submit(manuals[c], *args))
-            else:
-                done = [manuals[c](*args)]
-        done += [job.result() for job in jobs]
+
+        assert pool is not None  # slices > 1 only with a pool
+        jobs = [pool.submit(manuals[c], *part(c)) for c in range(1, parts)]
+        done = [manuals[0](*part(0))] + [job.result() for job in jobs]  # slice 0 on this thread
         return out if all(d is not None for d in done) else None
 
     def step(
@@ -572,9 +576,10 @@ def stacked_step(
             out = manual(p, x, y, mapped)
             if out is not None:
                 return [out[k] for k in names], out["loss"]
+            manuals.clear()  # not a loss written out: autograd from now on
         leaves = {k: v.detach().requires_grad_(True) for k, v in p.items()}
-        out_ = stacked_forward(ops, leaves, x, shared=mapped is None)
-        loss = member_losses(loss_fn, out_, y, mapped)
+        outs = stacked_forward(ops, leaves, x, shared=mapped is None)
+        loss = member_losses(loss_fn, outs, y, mapped)
         # member r's loss depends on member r's weights alone: d(sum)/d(theta_r) = dL_r/d(theta_r)
         grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
         return list(grads), loss.detach()

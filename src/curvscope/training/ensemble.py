@@ -212,7 +212,11 @@ def train_ensemble(
     if path != "vmap" and not isinstance(ops, str):
         used, workers = "stacked", member_workers(ops, params, inputs)
     with member_threads(workers) as pool:  # the members' slices run on its threads
-        step_fn = vmap_step if used == "vmap" else stacked_step(ops, loss_fn, names, pool=pool)
+        step_fn = (
+            vmap_step
+            if used == "vmap"
+            else stacked_step(ops, loss_fn, names, pool=pool, slices=workers)
+        )
         if grad_tol is not None:
             return _descend_to_tol(
                 step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
