@@ -12,7 +12,7 @@ from oracles import sgd_reference
 from torch import nn
 from torch.func import stack_module_state
 
-from curvscope.training import _stacked, train_ensemble
+from curvscope.training import _stacked, ensemble, train_ensemble
 from curvscope.training._stacked import manual_plan, manual_step, stacked_plan
 
 R = 4
@@ -173,29 +173,50 @@ def two_threads(monkeypatch):
 
 
 @pytest.mark.parametrize("slices", [2, 3])
+@pytest.mark.parametrize(
+    "kind",
+    [{"steps": 30}, {"epochs": 2, "batch_size": 8}, {"steps": 400, "grad_tol": 2e-2}],
+    ids=["gd", "sgd", "grad-tol"],
+)
 @pytest.mark.parametrize("mapped", [None, 0], ids=["shared", "per-member"])
 @pytest.mark.parametrize("classes", [False, True], ids=["mse", "cross-entropy"])
-def test_members_split_over_threads_equal_autograd(slices, mapped, classes):
-    """Slices of the members run on a thread pool give every member's loss and gradient as
-    autograd does (1e-13 relative), with unequal slices (R = 4 over 3) too; the pool's threads
-    run torch and BLAS on one thread each, and the settings come back afterwards."""
-    model, params = _stack(_deep)
-    x, y = _data(mapped, classes)
+def test_members_split_over_threads_equal_one_thread(slices, kind, mapped, classes, monkeypatch):
+    """Members trained as slices, each a whole run on its own thread (unequal slices: 7 over
+    3), give what one thread gives: weights and every recorded loss to 1e-13, and with
+    grad_tol each member's steps, gradient norm and stop reason (a slice whose members all
+    stopped early continues its losses as the unsplit run records them); the threads run torch
+    at one thread each, and the settings come back afterwards."""
+    x, y = _data(None, classes)
+    if mapped is not None:
+        gen = torch.Generator().manual_seed(3)
+        x = x + 0.1 * torch.randn(7, *x.shape, generator=gen, dtype=x.dtype)
+        y = y.expand(7, *y.shape).clone()
     loss_fn = nn.CrossEntropyLoss() if classes else nn.MSELoss()
-    ops = stacked_plan(model, 2)
-    names = list(params)
+    kw = {"loss_fn": loss_fn, "lr": 0.3, "momentum": 0.5, "per_member_data": mapped is not None}
+    kw |= {"record_every": 3, **kind}
+    seeds = [11, 3, 5, 8, 2, 9, 4]
+    one = train_ensemble(_deep, seeds, x, y, **kw)
+    inside = []
+    real = _stacked.stacked_step
+
+    def spy(*args):
+        inside.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(ensemble, "stacked_step", spy)
+    monkeypatch.setattr(ensemble, "member_workers", lambda *a: slices)
     before = torch.get_num_threads()
-    with _stacked.member_threads(slices) as pool:
-        assert pool is not None and torch.get_num_threads() == 1
-        step = _stacked.stacked_step(ops, loss_fn, names, pool=pool, slices=slices)
-        for _ in range(2):  # the second call reuses the slices' buffers
-            grads, loss = step(params, x, y, mapped)
-            ref, ref_loss = _autograd_grads(ops, loss_fn, params, x, y, mapped)
-            assert torch.allclose(loss, ref_loss, rtol=1e-13, atol=0)
-            for k, g in zip(names, grads, strict=True):
-                assert (g - ref[k]).abs().max() <= 1e-13 * ref[k].abs().max()
-            params = {k: v - 0.1 * g for (k, v), g in zip(params.items(), grads, strict=True)}
-    assert torch.get_num_threads() == before
+    split = train_ensemble(_deep, seeds, x, y, **kw)
+    assert torch.get_num_threads() == before and inside == [1] * slices
+    assert split.path == one.path == "stacked" and split.seeds == one.seeds
+    assert split.steps == one.steps and split.losses.shape == one.losses.shape
+    assert (split.losses - one.losses).abs().max() <= 1e-13 * one.losses.abs().max()
+    for k in one.parameters:
+        assert (split.parameters[k] - one.parameters[k]).abs().max() <= 1e-13
+    if "grad_tol" in kind:
+        assert split.member_steps == one.member_steps and len(set(one.member_steps)) > 2
+        assert split.stop_reasons == one.stop_reasons
+        assert torch.allclose(split.grad_norms, one.grad_norms, rtol=1e-12, atol=0)
 
 
 def test_member_workers_follows_threads_size_and_path(two_threads, monkeypatch):

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -468,8 +467,8 @@ def manual_step(
 
 def member_workers(ops: list[Op], params: dict[str, torch.Tensor], x: torch.Tensor) -> int:
     """How many threads to split the members over: one per torch thread (at most one per 8
-    members) where the hand-written step applies on CPU and a step has work enough to hide the
-    hand-off (>= :data:`PARALLEL_FLOPS`); else 1.
+    members) where the hand-written step applies on CPU and a step has work enough for the
+    slices to overlap (>= :data:`PARALLEL_FLOPS`); else 1.
 
     A step's work is ``6 N sum_r |W_r|`` (forward, and two products per layer backward).
     """
@@ -492,7 +491,8 @@ PARALLEL_FLOPS = 16e6
 
 @contextmanager
 def member_threads(workers: int) -> Iterator[ThreadPoolExecutor | None]:
-    """Threads for :func:`stacked_step` to run ``workers`` slices of the members at once.
+    """Threads for :func:`~curvscope.training.train_ensemble` to train ``workers`` slices of
+    the members at once, each slice a whole run of its own (no hand-off between steps).
 
     Inside, torch and the BLAS numpy calls run one thread each (restored on exit): each
     slice is one thread's work, and nested thread teams on the same cores would oversubscribe
@@ -514,9 +514,6 @@ def stacked_step(
     ops: list[Op],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     names: list[str],
-    *,
-    pool: ThreadPoolExecutor | None = None,
-    slices: int = 1,
 ) -> Callable[
     [dict[str, torch.Tensor], torch.Tensor, torch.Tensor, int | None],
     tuple[list[torch.Tensor], torch.Tensor],
@@ -524,17 +521,13 @@ def stacked_step(
     """A step function for the ensemble trainer: every member's loss and gradient.
 
     With the hand-written backward the gradients are written into arrays kept from step to
-    step (the caller uses them before the next step; the losses are new tensors), and with a
-    ``pool`` of ``slices - 1`` threads (:func:`member_threads`) the members are split into
-    ``slices`` contiguous slices run at once, each with its own buffers: member r's loss and
-    gradient depend on member r alone, so the slices give exactly the unsplit result. A loss
-    the hand-written step does not write out is found on the first step; from then on every
-    step goes straight to autograd.
+    step (the caller uses them before the next step; the losses are new tensors). A loss the
+    hand-written step does not write out is found on the first step; from then on every step
+    goes straight to autograd. One step function serves one run: slices of the members trained
+    on threads (:func:`member_threads`) each build their own.
     """
     layers = manual_plan(ops)
-    if pool is None:
-        slices = 1
-    manuals = [manual_step(layers, loss_fn) for _ in range(slices)] if layers is not None else []
+    manuals = [manual_step(layers, loss_fn)] if layers is not None else []
     kept: dict[str, torch.Tensor] = {}
 
     def outputs(p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -548,26 +541,7 @@ def stacked_step(
         p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None
     ) -> dict[str, torch.Tensor] | None:
         out = outputs(p)
-        R = out["loss"].shape[0]
-        parts = min(slices, R)
-        if parts == 1:
-            return out if manuals[0](p, x, y, mapped, out) is not None else None
-        cuts = [R * c // parts for c in range(parts + 1)]
-
-        def part(c: int) -> tuple[Any, ...]:
-            lo, hi = cuts[c], cuts[c + 1]
-            return (
-                {k: v[lo:hi] for k, v in p.items()},
-                x if mapped is None else x[lo:hi],
-                y if mapped is None else y[lo:hi],
-                mapped,
-                {k: v[lo:hi] for k, v in out.items()},
-            )
-
-        assert pool is not None  # slices > 1 only with a pool
-        jobs = [pool.submit(manuals[c], *part(c)) for c in range(1, parts)]
-        done = [manuals[0](*part(0))] + [job.result() for job in jobs]  # slice 0 on this thread
-        return out if all(d is not None for d in done) else None
+        return out if manuals[0](p, x, y, mapped, out) is not None else None
 
     def step(
         p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, mapped: int | None

@@ -211,72 +211,151 @@ def train_ensemble(
     workers = 1
     if path != "vmap" and not isinstance(ops, str):
         used, workers = "stacked", member_workers(ops, params, inputs)
-    with member_threads(workers) as pool:  # the members' slices run on its threads
-        step_fn = (
-            vmap_step
-            if used == "vmap"
-            else stacked_step(ops, loss_fn, names, pool=pool, slices=workers)
-        )
-        if grad_tol is not None:
-            return _descend_to_tol(
-                step_fn, params, names, seeds, inputs, targets, per_member_data, lr, momentum,
-                count, float(grad_tol), record_every, used, buffers,
+    run = _descend_to_tol if grad_tol is not None else _fixed_steps
+    options = _RunOptions(
+        names, per_member_data, lr, momentum, count, batch_size, n, grad_tol, record_every, used
+    )
+    if workers == 1:
+        step_fn = vmap_step if used == "vmap" else stacked_step(ops, loss_fn, names)
+        result, _ = run(step_fn, params, seeds, inputs, targets, buffers, options)
+    else:
+        # Members are independent: each slice is a whole run on its own thread, with its own
+        # step function and buffers (no exchange between steps); the slices together equal
+        # the unsplit run exactly. Weights were drawn above, on this thread, in seed order.
+        cuts = [R * c // workers for c in range(workers + 1)]
+
+        def part(c: int) -> tuple[EnsembleResult, torch.Tensor]:
+            sl = slice(cuts[c], cuts[c + 1])
+            own = (lambda t: t[sl]) if per_member_data else (lambda t: t)
+            return run(
+                stacked_step(ops, loss_fn, names),
+                {k: v[sl] for k, v in params.items()},
+                seeds[sl], own(inputs), own(targets), {}, options,
             )  # fmt: skip
-        if full_batch:
-            plan: list[tuple[torch.Tensor | None, int]] = [(None, t) for t in range(count)]
+
+        with member_threads(workers) as pool:
+            assert pool is not None  # workers > 1
+            jobs = [pool.submit(part, c) for c in range(1, workers)]
+            parts = [part(0)] + [job.result() for job in jobs]  # slice 0 on this thread
+        result = _joined(parts)
+    if grad_tol is None and not torch.isfinite(result.losses[:, -1]).all():
+        bad = [seeds[r] for r in range(R) if not torch.isfinite(result.losses[r, -1])]
+        raise NonFiniteError(
+            f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """What every slice of an ensemble run shares (see :func:`train_ensemble`)."""
+
+    names: list[str]
+    per_member_data: bool
+    lr: float
+    momentum: float
+    count: int  # GD steps (the cap with grad_tol) or SGD epochs
+    batch_size: int | None
+    n: int  # samples per member
+    grad_tol: float | None
+    record_every: int
+    used: Literal["stacked", "vmap"]
+
+
+def _joined(parts: list[tuple[EnsembleResult, torch.Tensor]]) -> EnsembleResult:
+    """One result from the results of consecutive slices of the members.
+
+    With ``grad_tol`` a slice stops recording once its own members have all stopped; the
+    unsplit run would go on recording their final losses (a stopped member's loss stays its
+    final loss), so the shorter histories are continued with each slice's final losses.
+    """
+    results = [r for r, _ in parts]
+    width = max(r.losses.shape[1] for r in results)
+    losses = torch.cat(
+        [
+            torch.cat([r.losses, last.unsqueeze(1).expand(-1, width - r.losses.shape[1])], 1)
+            for r, last in parts
+        ]
+    )
+    first = results[0]
+    return EnsembleResult(
+        {k: torch.cat([r.parameters[k] for r in results]) for k in first.parameters},
+        losses,
+        tuple(s for r in results for s in r.seeds),
+        max(r.steps for r in results),
+        first.path,
+        member_steps=None
+        if first.member_steps is None
+        else tuple(s for r in results for s in r.member_steps or ()),
+        grad_norms=None
+        if first.grad_norms is None
+        else torch.cat([r.grad_norms for r in results if r.grad_norms is not None]),
+        stop_reasons=None
+        if first.stop_reasons is None
+        else tuple(s for r in results for s in r.stop_reasons or ()),
+    )
+
+
+def _fixed_steps(
+    step_fn: Callable[..., tuple[list[torch.Tensor], torch.Tensor]],
+    params: dict[str, torch.Tensor],
+    seeds: tuple[int, ...],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    buffers: dict[str, torch.Tensor],
+    o: _RunOptions,
+) -> tuple[EnsembleResult, torch.Tensor]:
+    """``count`` GD steps, or ``count`` SGD epochs, for the members ``seeds`` (weights
+    ``params``, updated in place); returns the result and the members' last losses."""
+    R = len(seeds)
+    if o.batch_size is None:
+        plan: list[torch.Tensor | None] = [None] * o.count
+    else:
+        plan = []
+        for epoch in range(o.count):
+            orders = torch.stack([ensemble_order(s, epoch, o.n) for s in seeds])
+            plan += [orders[:, i : i + o.batch_size] for i in range(0, o.n, o.batch_size)]
+    bufs: list[torch.Tensor] | None = None
+    losses = []
+    rows = torch.arange(R).unsqueeze(1)
+    loss = torch.empty(0)
+    for t, idx in enumerate(plan):
+        if idx is None:
+            x, y, mapped = inputs, targets, 0 if o.per_member_data else None
         else:
-            plan = []
-            for epoch in range(count):
-                orders = torch.stack([ensemble_order(s, epoch, n) for s in seeds])
-                plan += [(orders[:, i : i + batch_size], epoch) for i in range(0, n, batch_size)]
-        bufs: list[torch.Tensor] | None = None
-        losses = []
-        rows = torch.arange(R).unsqueeze(1)
-        for t, (idx, _) in enumerate(plan):
-            if idx is None:
-                x, y, mapped = inputs, targets, 0 if per_member_data else None
+            x = inputs[rows, idx] if o.per_member_data else inputs[idx]
+            y = targets[rows, idx] if o.per_member_data else targets[idx]
+            mapped = 0
+        g, loss = step_fn(params, x, y, mapped)
+        if t % o.record_every == 0:
+            losses.append(loss)
+        if o.momentum:
+            if bufs is None:
+                bufs = [t.clone() for t in g]
             else:
-                x = inputs[rows, idx] if per_member_data else inputs[idx]
-                y = targets[rows, idx] if per_member_data else targets[idx]
-                mapped = 0
-            g, loss = step_fn(params, x, y, mapped)
-            if t % record_every == 0:
-                losses.append(loss)
-            if momentum:
-                if bufs is None:
-                    bufs = [t.clone() for t in g]
-                else:
-                    bufs = [b.mul_(momentum).add_(t) for b, t in zip(bufs, g)]
-                g = bufs
-            for k, t_ in zip(names, g):  # in place: the ensemble's own stacked copies
-                params[k].add_(t_, alpha=-lr)
-        history = torch.stack(losses, dim=1)
-        if not torch.isfinite(history[:, -1]).all():
-            bad = [seeds[r] for r in range(R) if not torch.isfinite(history[r, -1])]
-            raise NonFiniteError(
-                f"the loss of members with seeds {bad[:5]} became non-finite; lower lr"
-            )
-        return EnsembleResult(params, history, seeds, len(plan), used)
+                bufs = [b.mul_(o.momentum).add_(t) for b, t in zip(bufs, g)]
+            g = bufs
+        for k, t_ in zip(o.names, g):  # in place: the ensemble's own stacked copies
+            params[k].add_(t_, alpha=-o.lr)
+    history = torch.stack(losses, dim=1)
+    return EnsembleResult(params, history, seeds, len(plan), o.used), loss
 
 
 def _descend_to_tol(
     step_fn: Callable[..., tuple[list[torch.Tensor], torch.Tensor]],
     params: dict[str, torch.Tensor],
-    names: list[str],
     seeds: tuple[int, ...],
     inputs: torch.Tensor,
     targets: torch.Tensor,
-    per_member_data: bool,
-    lr: float,
-    momentum: float,
-    cap: int,
-    grad_tol: float,
-    record_every: int,
-    used: Literal["stacked", "vmap"],
     buffers: dict[str, torch.Tensor],
-) -> EnsembleResult:
+    o: _RunOptions,
+) -> tuple[EnsembleResult, torch.Tensor]:
     """Full-batch GD with per-member stopping: only the members still running are computed
-    (their weights, momentum buffers and data compacted as members stop)."""
+    (their weights, momentum buffers and data compacted as members stop). Returns the result
+    and every member's final loss."""
+    assert o.grad_tol is not None
+    names, per_member_data, lr, momentum = o.names, o.per_member_data, o.lr, o.momentum
+    cap, grad_tol, record_every = o.count, o.grad_tol, o.record_every
     R = len(seeds)
     final = {k: v.clone() for k, v in params.items()}
     active = torch.arange(R)
@@ -334,13 +413,14 @@ def _descend_to_tol(
             g = bufs
         for k, v in zip(names, g):
             params[k].add_(v, alpha=-lr)
-    return EnsembleResult(
+    result = EnsembleResult(
         final,
         torch.stack(history, dim=1),
         seeds,
         int(member_steps.max()),
-        used,
+        o.used,
         member_steps=tuple(int(s) for s in member_steps),
         grad_norms=norms,
         stop_reasons=tuple(reasons),
     )
+    return result, last
