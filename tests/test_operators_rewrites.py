@@ -196,6 +196,37 @@ def test_float32_kernel_error_is_caught_although_float64_agrees() -> None:
     assert verify_rewrite(op, first, good) == "ok"
 
 
+def test_float32_tolerance_follows_the_models_own_float32_error() -> None:
+    """In float32 a rewrite is judged against the float64 product, with a tolerance of twice
+    the error of the model as written: a model inexact in float32 by itself (here 1e-3 in a
+    convolution's output, float32 only) keeps a rewrite that is as inexact the other way
+    (2e-3 from the model as written: refused by a comparison of the two), and still refuses
+    one ten times worse, naming both errors."""
+    case = _case()
+    model = case.model.float().eval()
+
+    def off_by(factor: float):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+            return out * (1 + factor) if out.dtype == torch.float32 else out
+
+        return hook
+
+    model.conv.register_forward_hook(off_by(1e-3))
+    op = HessianOperator(model, case.loss_fn, (case.inputs.float(), case.targets), batch_size=6,
+                         rewrite="none")  # fmt: skip
+    first = op.source.first_batch()
+    other = copy.deepcopy(model)  # as inexact, the other way: 2e-3 from the model as written
+    other.conv._forward_hooks.clear()
+    other.conv.register_forward_hook(off_by(-1e-3))
+    assert verify_rewrite(op, first, RewrittenModel(other, lambda x: x)) == "ok"
+    worse = copy.deepcopy(model)
+    worse.conv.register_forward_hook(off_by(1e-2))
+    status = verify_rewrite(op, first, RewrittenModel(module=worse, prepare_inputs=lambda x: x))
+    assert status.startswith("relative error") and "the model as written: " in status, status
+    written = float(status.split("the model as written: ")[1].split(";")[0])
+    assert 1e-4 < written < 1e-2  # the hook's error, not rounding
+
+
 def test_rewrite_argument_is_checked() -> None:
     assert parse_rewrite("auto") is None
     assert parse_rewrite("none") == () == parse_rewrite(None)

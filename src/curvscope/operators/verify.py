@@ -128,38 +128,62 @@ def verify_rewrite(
 ) -> str:
     """``"ok"`` if the reference product of the rewritten model matches the model as written.
 
-    Two checks on the first 8 samples of ``batch``, each against the unrewritten
-    reverse-only reference method: in float64 to ``rtol`` (the rewrite is the same function:
-    exact up to rounding), and in the operator's own dtype to ``sqrt(eps)`` (the rewritten
-    kernels are numerically sound on this torch build: channels_last convolutions gave
-    gradients 2e-3 wrong on torch 2.13 CPU in float32). Otherwise the reason, as a string.
+    Two checks on the first 8 samples of ``batch``, each with the unrewritten reverse-only
+    reference method. In float64, the rewritten product equals the one as written to
+    ``rtol`` (the rewrite is the same function: exact up to rounding). In the operator's own
+    dtype, the rewritten kernels are numerically sound on this torch build (channels_last
+    convolutions gave gradients 2e-3 wrong on torch 2.13 CPU in float32): their product's
+    relative error against the float64 product is at most ``max(sqrt(eps), 2 e)``, with ``e``
+    the error of the model as written in that dtype. A rewrite may be as inexact as the
+    model's own float32 rounding (deep networks reach ~3e-4), not measurably worse. A model
+    that cannot run in float64 is checked in its own dtype only, against itself as written,
+    to ``sqrt(eps)``. Otherwise the reason, as a string.
     """
     reference = op._methods[0]
     n = len(op.layout.names)
+    gen = torch.Generator().manual_seed(4321)
+    vec = torch.randn(op.layout.size, num_vectors, generator=gen, dtype=torch.float64)
 
-    def compare(params: tuple[torch.Tensor, ...], small: Batch, tol: float, label: str) -> str:
-        gen = torch.Generator().manual_seed(4321)
-        vec = torch.randn(op.layout.size, num_vectors, generator=gen, dtype=torch.float64)
+    def product(params: tuple[torch.Tensor, ...], small: Batch, model: Any) -> torch.Tensor:
         pieces = op.layout.split(vec.to(op.device, params[0].dtype))
-        with op._using(None):
-            ref = op.layout.join(op._apply(op._prepare(reference, small, params), pieces)[:n])
-        with op._using(rewritten):
-            got = op.layout.join(op._apply(op._prepare(reference, small, params), pieces)[:n])
-        scale = ref.norm().clamp_min(torch.finfo(ref.dtype).tiny)
-        err = float((got - ref).norm() / scale)
-        if err <= tol:
-            return "ok"
-        return f"relative error {err:.2e} vs the model as written in {label} (tolerance {tol:.1e})"
+        with op._using(model):
+            out = op._apply(op._prepare(reference, small, params), pieces)[:n]
+        return op.layout.join(out).double()
+
+    def error(got: torch.Tensor, ref: torch.Tensor) -> float:
+        return float((got - ref).norm() / ref.norm().clamp_min(torch.finfo(ref.dtype).tiny))
 
     try:
         with _as_float64(op, batch) as (params, small, tol):
-            status = compare(params, small, max(tol, rtol), str(params[0].dtype))
-        if status == "ok" and op.dtype != torch.float64:
-            own_tol = float(torch.finfo(op.dtype).eps) ** 0.5
-            status = compare(op.params, batch.head(VERIFY_SAMPLES), own_tol, str(op.dtype))
+            ref = product(params, small, None)
+            err = error(product(params, small, rewritten), ref)
+            label = str(params[0].dtype)
+            ran_float64 = params[0].dtype == torch.float64
+        tol = max(tol, rtol)
+        if err > tol:
+            return (
+                f"relative error {err:.2e} vs the model as written in {label} (tolerance {tol:.1e})"
+            )
+        if op.dtype == torch.float64:
+            return "ok"
+        own_tol = float(torch.finfo(op.dtype).eps) ** 0.5
+        head = batch.head(VERIFY_SAMPLES)
+        got = product(op.params, head, rewritten)
+        if not ran_float64:  # no float64 truth: against the model as written
+            err = error(got, ref)
+            if err <= own_tol:
+                return "ok"
+            return f"relative error {err:.2e} vs the model as written in {label} (tolerance {own_tol:.1e})"
+        as_written = error(product(op.params, head, None), ref)
+        err, tol = error(got, ref), max(own_tol, 2 * as_written)
+        if err <= tol:
+            return "ok"
+        return (
+            f"relative error {err:.2e} in {op.dtype} vs the float64 product (the model as "
+            f"written: {as_written:.2e}; tolerance {tol:.1e})"
+        )
     except Exception as exc:
-        status = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    return status
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 @contextlib.contextmanager
