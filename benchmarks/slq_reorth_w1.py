@@ -406,11 +406,14 @@ def check_radau(size: int = 600, steps: int = 20) -> str:
 def _rule(key: str, res, i: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     if key == "r":
         return radau_rule(res.alphas[i], res.betas[i], m)
+    if key == "mix":  # (G(m) + G(m-1)) / 2: exact to degree 2m - 3, positive weights
+        a, b = (ritz_pairs(res.alphas[i], res.betas[i], k)[:2] for k in (m, m - 1))
+        return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]) / 2
     return ritz_pairs(res.alphas[i], res.betas[i], m + (key == "g1"))[:2]
 
 
 def part5(op, exact, seeds, probes, steps_list, size) -> list[str]:
-    """W1 of Gauss(m), Gauss(m+1) and Radau-at-0(m) on the digits Hessian and planted spectra."""
+    """W1 of Gauss(m), Gauss(m+1), Radau-at-0(m) and (G(m) + G(m-1))/2, digits and planted."""
     cases = [("digits MLP Hessian", op, exact, "rademacher")]
     for kind in ("cluster-1e-4", "cluster-1e-3", "onesided-1e-4", "atom+MP", "MP"):
         lam = planted(kind, size, np.random.default_rng(123))
@@ -421,12 +424,15 @@ def part5(op, exact, seeds, probes, steps_list, size) -> list[str]:
     lines = [
         "Pooled W1 (mean ± s.e. over seeds) of the Gauss rule from m steps, from m + 1 steps, "
         "and the Gauss-Radau rule with a node fixed at 0 from the same m steps (m + 1 nodes, "
-        "exact to degree 2m, no extra product); last column: paired Radau(m) - Gauss(m).",
+        "exact to degree 2m, no extra product), with the paired difference Radau(m) - Gauss(m); "
+        "and the average of the Gauss rules of m and m - 1 steps of each probe (2m - 1 nodes, "
+        "exact to degree 2m - 3, no extra product) with its paired difference to Gauss(m).",
         "",
         check_radau(),
         "",
-        "| spectrum | m | Gauss(m) | Gauss(m+1) | Radau-0(m) | Radau-0(m) - Gauss(m) |",
-        "|---|---|---|---|---|---|",
+        "| spectrum | m | Gauss(m) | Gauss(m+1) | Radau-0(m) | Radau-0(m) - Gauss(m) | "
+        "(G(m) + G(m-1))/2 | its - Gauss(m) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, lin, truth, probe in cases:
         results = {
@@ -434,18 +440,20 @@ def part5(op, exact, seeds, probes, steps_list, size) -> list[str]:
             for s in seeds
         }
         for m in steps_list:
-            vals = {"g": [], "g1": [], "r": []}
+            vals = {"g": [], "g1": [], "r": [], "mix": []}
             for s in seeds:
                 res = results[s]
-                for key in ("g", "g1", "r"):
+                for key in vals:
                     parts = [_rule(key, res, i, m) for i in range(probes)]
                     n = np.concatenate([p[0] for p in parts])
                     w = np.concatenate([p[1] for p in parts]) / probes
                     vals[key].append(w1(n, w, truth))
             diff = np.array(vals["r"]) - np.array(vals["g"])
+            dmix = np.array(vals["mix"]) - np.array(vals["g"])
             lines.append(
                 f"| {name} | {m} | {mean_se(vals['g'])} | {mean_se(vals['g1'])} | "
-                f"{mean_se(vals['r'])} | {mean_se(diff)} |"
+                f"{mean_se(vals['r'])} | {mean_se(diff)} | {mean_se(vals['mix'])} | "
+                f"{mean_se(dmix)} |"
             )
     return lines
 
@@ -539,7 +547,7 @@ def main() -> None:
                         help="npz with lam, U (computed and written there if missing)")  # fmt: skip
     parser.add_argument("--planted-size", type=int, default=4000)
     parser.add_argument("--float32-steps", type=int, nargs="+", default=[79, 80, 81])
-    parser.add_argument("--radau-steps", type=int, nargs="+", default=[39, 40, 79, 80])
+    parser.add_argument("--radau-steps", type=int, nargs="+", default=[39, 40, 79, 80, 120])
     parser.add_argument(
         "--planted-steps", type=int, nargs="+", default=[20, 40, 60, 80, 100, 120, 160]
     )
