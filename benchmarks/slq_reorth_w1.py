@@ -6,18 +6,26 @@ exact spectrum 1.20e-3 for ``slq`` (full reorthogonalisation) and 8.0e-4 with
 
 1. curvscope ``slq`` on the float64 Hessian, both variants, several seeds and step counts, W1
    of the pooled measure, per-probe W1 (mean +- standard error over probes) and the paired
-   per-probe difference (the same probes run both ways).
+   per-probe difference (the same probes run both ways); float32 at m - 1, m, m + 1 steps.
 2. An independent reference: the exact Gauss rule of each probe, from the eigendecomposition of
    the dense Hessian (``numpy.linalg.eigh``): a few-line numpy Lanczos on ``diag(lambda)``
    started from ``U^T v`` (full reorthogonalisation and plain), compared node by node with
-   curvscope. Needs the eigenvectors (``--eigvecs``, ~650 MB, computed once, ~15 min at one
-   thread); without it, Gaussian probes on ``diag(lambda)`` (the same distribution of probe
+   curvscope. Needs the eigenvectors (``--eigvecs``, ~650 MB, computed once, a few minutes at
+   one thread); without it, Gaussian probes on ``diag(lambda)`` (the same distribution of probe
    measures, since a Gaussian vector is rotation invariant).
+   Also: W1 of the exact Gauss rule for every m (odd against even), and the plain recurrence
+   against the Gauss rule with as many nodes as it has distinct Ritz values.
 3. Planted spectra (diagonal matrices, Gaussian probes): a narrow cluster of 70% of the mass at
-   0 of width c in {0, 1e-4, 1e-3} inside a continuous bulk plus outliers, and an isolated
-   zero atom plus a Marchenko-Pastur bulk.
+   0 of width c in {0, 1e-4, 1e-3} inside a bulk symmetric about it plus outliers, the same
+   with a one-sided bulk, an isolated zero atom plus a Marchenko-Pastur bulk, and MP alone.
 4. Where the W1 error sits: the integral of ``|F_hat - F|`` split by region of x, and a plot
    of ``F_hat - F``.
+5. Other rules from the same run: Gauss-Radau with a node at 0 (Golub 1973), and the average
+   of the m- and (m-1)-step Gauss rules, on the Hessian and the planted spectra.
+
+Finding (benchmarks/results/slq_reorth_w1.md): not a bug; the W1 of a Gauss rule on this
+spectrum (72% of the mass within 1e-3 of 0, nearly symmetric about it) depends on the parity of
+the node count, and the plain recurrence's ghost copies change that count.
 
 W1 is computed twice: ``scipy.stats.wasserstein_distance`` (as ``benchmarks/__main__.py``)
 and the integral of ``|F_hat - F|`` over merged breakpoints; they must agree.
@@ -617,7 +625,7 @@ def main() -> None:
         out += plot_curve(curve, runs, seeds, args.steps, png.with_name(png.stem + "_m.png"))
     out += [
         "",
-        "## 5. A rule with a node at 0: Gauss-Radau",
+        "## 5. Other rules from the same Lanczos run: Gauss-Radau at 0, averaged Gauss rules",
         "",
         *part5(op, exact, seeds, args.probes, args.radau_steps, args.planted_size),
     ]
