@@ -462,15 +462,26 @@ def task_slq(
                     "seed": seed,
                 }
             )
+    # W1 of an m-node Gauss rule swings with the parity of m on a spectrum with a symmetric
+    # cluster at 0 (benchmarks/results/slq_reorth_w1.md: 8.7e-4 / 1.19e-3 / 8.6e-4 at 79 / 80 /
+    # 81 steps): accuracy is compared on the mean over m - 1, m, m + 1 (untimed runs)
+    around: dict[str, list[float]] = {lib: [] for lib in runners}
+    for seed in range(repeats):
+        for m in (steps - 1, steps + 1):
+            for lib, run in runners.items():
+                nodes, weights, *_ = run(m, probes, seed)
+                around[lib].append(wasserstein(nodes, weights, exact))
     summary = {}
     for lib in runners:
         mine = [r for r in goal_rows if r["library"] == lib]
+        around[lib] += [r["w1"] for r in mine]
         summary[lib] = {
             "seconds": float(np.median([r["seconds"] for r in mine])),
             "seconds_min": min(r["seconds"] for r in mine),
             "seconds_max": max(r["seconds"] for r in mine),
             "w1": float(np.median([r["w1"] for r in mine])),
             "w1_max": max(r["w1"] for r in mine),
+            "w1_around": float(np.mean(around[lib])),
             "products": int(np.median([r["products"] for r in mine])),
             "product_seconds": float(np.median([r["product_seconds"] for r in mine])),
             "repeats": len(mine),
@@ -896,18 +907,22 @@ def slq_lines(res: dict[str, Any]) -> list[str]:
             "columns; curvlinops' public `lanczos_approximate_spectrum` adds ARPACK boundary "
             "products and smooths the quadrature with Gaussian bumps on a 1024-point grid (its "
             "W1 is that of the smoothed grid density); `fast_lanczos` is the same quadrature "
-            "as ours, without reorthogonalisation.",
+            "as ours, without reorthogonalisation. 'Mean W1 at m - 1..m + 1': W1 of untimed runs "
+            f"at {steps - 1} and {steps + 1} steps with the same seeds, averaged with the timed "
+            "ones: a Gauss rule's W1 swings with the parity of its node count on this spectrum "
+            "(`benchmarks/results/slq_reorth_w1.md`), so accuracy is compared on this mean.",
             "",
             "| library | products | median s (min-max) | s in products (share) | ratio to "
-            "curvscope | median W1 | worst W1 |",
-            "|---|---|---|---|---|---|---|",
+            f"curvscope | median W1 | worst W1 | mean W1 at {steps - 1}-{steps + 1} steps |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for lib, s in summary.items():
             share = s["product_seconds"] / s["seconds"]
             lines.append(
                 f"| {lib} | {s['products']} | {s['seconds']:.2f} ({s['seconds_min']:.2f}-"
                 f"{s['seconds_max']:.2f}) | {s['product_seconds']:.2f} ({share:.0%}) | "
-                f"{s['seconds'] / ours['seconds']:.2f} | {s['w1']:.3e} | {s['w1_max']:.3e} |"
+                f"{s['seconds'] / ours['seconds']:.2f} | {s['w1']:.3e} | {s['w1_max']:.3e} | "
+                f"{s.get('w1_around', float('nan')):.3e} |"
             )
         lines += [
             "",

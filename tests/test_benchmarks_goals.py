@@ -92,3 +92,18 @@ def test_missing_rows_are_not_measured(goals) -> None:
     assert all(verdict == "not measured" for _, verdict in v.values())
     lines = goals.goal_lines({"digits_mlp_quick": {}})
     assert lines[0] == "## Issue 16 goals" and len(lines) == 7 + len(goals.GOALS)
+
+
+def test_slq_accuracy_is_compared_over_neighbouring_step_counts(goals) -> None:
+    """W1 at one m swings with its parity (slq_reorth_w1.md): with the mean over m - 1..m + 1
+    measured, 'equal accuracy' is judged on it, and both are shown."""
+    slq = {
+        "curvscope slq": {"seconds": 1.0, "w1": 1.2e-3, "w1_max": 1.2e-3, "w1_around": 9.5e-4},
+        "curvlinops fast_lanczos": {"seconds": 3.5, "w1": 7.7e-4, "w1_around": 9.0e-4},
+    }
+    results = {"digits_mlp": {"slq_goal": slq, "slq_setting": (80, 10)}}
+    measured, verdict = _find(_verdicts(goals, results), "3x curvlinops")
+    assert verdict == "met" and "mean over 79-81 steps: 9.50e-04 vs 9.00e-04" in measured
+    slq["curvscope slq"]["w1_around"] = 1.1e-3  # 1.22x the peer's mean: not equal
+    measured, verdict = _find(_verdicts(goals, results), "3x curvlinops")
+    assert verdict.startswith("accuracy not equal: our W1 1.22x")
