@@ -13,7 +13,7 @@ import torch
 from curvscope import DenseOperator
 from curvscope.errors import InputError
 from curvscope.spectral import top_eigenpairs
-from curvscope.spectral.thick_restart import accuracy_floor, error_bounds
+from curvscope.spectral.thick_restart import accuracy_floor
 
 SIZE = 300
 
@@ -152,19 +152,6 @@ def test_float32_tol_below_the_floor_stops_at_once() -> None:
         assert res.tol == 1e-6 and res.converged.all()
         truth = np.sort(np.linalg.eigvalsh(op.matrix.double().numpy()))[::-1][:2]
         assert np.all(np.abs(res.values - truth) <= 1e-6 * np.abs(truth))
-
-
-def test_error_bounds_formula() -> None:
-    theta = np.array([10.0, 9.0, 1.0])
-    res = np.array([1e-3, 0.5, 2.0])
-    # gap of 10: min(|10-9| - 0.5, |10-1| - 2) = 0.5; quadratic 1e-6/0.5.
-    bounds = error_bounds(theta, res)
-    assert bounds[0] == pytest.approx(2e-6)
-    # 9 has an unresolved neighbour (|9-1| - 2 = 6, |9-10| - 1e-3 ~ 1): 0.25/0.999 < 0.5.
-    assert bounds[1] == pytest.approx(0.25 / 0.999)
-    # 1: gap min(9 - 1e-3, 8 - 0.5) = 7.5, 4/7.5 < 2.
-    assert bounds[2] == pytest.approx(4 / 7.5)
-    assert error_bounds(np.array([1.0, 1.1]), np.array([0.5, 0.5]))[0] == 0.5  # no gap: r
 
 
 @pytest.mark.parametrize("model_name", ["mlp-tanh", "cnn-batchnorm"])

@@ -49,10 +49,12 @@ class EigenResult:
         vectors: ``(P, k)`` orthonormal eigenvectors (float64 numpy).
         residuals: ``(k,)`` :math:`\\|M z_i - \\lambda_i z_i\\|`: from the Lanczos relation
             for the Lanczos methods (no extra product), from a fresh product for SciPy's.
-        errors: ``(k,)`` bounds on :math:`|\\lambda_i - \\text{values}_i|`: the gap bound
-            :math:`\\min(r_i, r_i^2/\\delta_i)` for the Lanczos methods (see
-            :mod:`curvscope.spectral.thick_restart`), the residual (Weyl) for SciPy's; never below
-            the rounding floor of the operator's dtype times ``scale``.
+        errors: ``(k,)`` bounds on :math:`|\\lambda_i - \\text{values}_i|`: for the Lanczos
+            methods the one-sided Kato-Temple bound :math:`\\min(r_i, r_i^2/(\\theta_i - a_i))`
+            (a_i: the bound of the next eigenvalue), refined by the converged Ritz pairs below
+            for block size one (see :func:`~curvscope.spectral.thick_restart.error_bounds`);
+            the residual (Weyl) for SciPy's; never below the rounding floor of the operator's
+            dtype times ``scale``.
         converged: ``(k,)`` whether ``errors <= max(tol * |values|, floor * scale)`` (floor:
             :func:`~curvscope.spectral.thick_restart.accuracy_floor` of the dtype).
         scale: the estimate of :math:`\\|M\\|` (largest |Ritz value| seen).
@@ -147,15 +149,20 @@ def top_eigenpairs(
     """The k eigenpairs at one end of the spectrum, each eigenvalue to relative accuracy ``tol``.
 
     For the Lanczos methods the run stops as soon as every wanted Ritz value :math:`\\theta_i`
-    has an error bound (residual :math:`r_i` from the Lanczos relation, gap :math:`\\delta_i`
-    estimated from the other Ritz values; :mod:`curvscope.spectral.thick_restart`)
+    has an error bound (residual :math:`r_i` from the Lanczos relation, the gap
+    :math:`\\theta_i - a_i` to the bound :math:`a_i` of the next eigenvalue estimated from the
+    Ritz values below; refined by the converged ones among them,
+    :mod:`curvscope.spectral.thick_restart`)
 
     .. math::
 
-        \\min(r_i,\\ r_i^2/\\delta_i) \\le \\text{tol}\\,|\\theta_i|,
+        \\min\\big(r_i,\\ r_i^2/(\\theta_i - a_i)\\big) \\le \\text{tol}\\,|\\theta_i|,
 
     or when ``max_matvecs`` columns are spent (``converged`` then says which are not, and a
-    warning is issued). The eigenvectors are accurate to about :math:`r_i/\\delta_i`, i.e. to
+    warning is issued). The bound assumes that every eigenvalue above the Ritz values it uses
+    has appeared among them; a single-vector Krylov method cannot see an eigenvalue that has
+    not (a multiple one, or one of a close pair at a loose ``tol``). The eigenvectors are
+    accurate to about :math:`r_i/\\text{gap}_i`, i.e. to
     the square root of the eigenvalue accuracy; pass ``vector_tol`` when the vectors matter.
 
     Args:
