@@ -483,10 +483,11 @@ def member_workers(ops: list[Op], params: dict[str, torch.Tensor], x: torch.Tens
 
 
 #: the smallest step (floating-point operations, all members) split over threads. Measured on
-#: the 2-core CPU (R = 64, float64, benchmarks/ensemble.py): two slices made a step of
-#: 23.6 MFLOP (tanh 16-30-16, N = 64) 1.2-1.35x faster, one of 12.6 MFLOP (16-16-16) ~10 %
-#: slower (each slice's Python glue holds the GIL, ~47 us a step, and the hand-off costs ~20-50 us)
-PARALLEL_FLOPS = 16e6
+#: the 2-core CPU (R = 64, float64, N = 64, 200 GD steps, each slice a whole run on its own
+#: thread): steps of 23.6 MFLOP (tanh 16-30-16) ran 1.4-1.5x faster on two slices, 12.6 MFLOP
+#: (16-16-16) 1.18x, 6.3 MFLOP (16-8-16) no faster and 4 MFLOP (8-16-1) 1.3x slower (each
+#: slice's Python holds the GIL between its kernels)
+PARALLEL_FLOPS = 10e6
 
 
 @contextmanager
