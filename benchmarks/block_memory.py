@@ -20,9 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.__main__ import build_case, peak_rss_mb
+from benchmarks.__main__ import build_case, operator, peak_rss_mb
 from curvscope._memory import format_bytes
-from curvscope.operators import HessianOperator
 
 
 def rss_mb() -> float:
@@ -34,14 +33,7 @@ def rss_mb() -> float:
 
 def main(cache: str, k: int, block_memory: str) -> None:
     case = build_case("cnn_batched", False)
-    op = HessianOperator(
-        case["model"],
-        torch.nn.CrossEntropyLoss(),
-        (case["x"], case["y"]),
-        batch_size=case["batch_size"],
-        cache="auto" if cache == "on" else False,
-        block_memory=block_memory,
-    )
+    op = operator(case, cache="auto" if cache == "on" else False, block_memory=block_memory)
     block = torch.randn(op.shape[0], k)
     baseline = rss_mb()
     tick = time.perf_counter()

@@ -27,10 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.__main__ import build_case
+from benchmarks.__main__ import build_case, operator
 from benchmarks._peers import peer, pyhessian_computer
 from benchmarks.spectral import split
-from curvscope.operators import HessianOperator
 
 
 def gradient_pass(case: dict, repeats: int = 3) -> float:
@@ -50,13 +49,7 @@ def gradient_pass(case: dict, repeats: int = 3) -> float:
 def main(library: str, cache: str) -> None:
     case = build_case("cnn_batched", False)
     if library == "curvscope":
-        op = HessianOperator(
-            case["model"],
-            torch.nn.CrossEntropyLoss(),
-            (case["x"], case["y"]),
-            batch_size=case["batch_size"],
-            cache="auto" if cache == "on" else False,
-        )
+        op = operator(case, cache="auto" if cache == "on" else False)
         v = torch.randn(op.shape[0])
 
         def product() -> None:
