@@ -429,48 +429,40 @@ def task_slq(
     seconds, median and worst W1, products.
     """
     runners = _slq_runners(case)
-    grid_rows = []
-    for steps in (10, 20, 40):
-        for probes in (1, 2) if quick else (1, 10):
-            for lib, run in runners.items():
-                nodes, weights, products, seconds, _ = run(steps, probes, 0)
-                grid_rows.append(
-                    {
-                        "library": lib,
-                        "steps": steps,
-                        "probes": probes,
-                        "products": products,
-                        "w1": wasserstein(nodes, weights, exact),
-                        "seconds": seconds,
-                    }
-                )
+
+    def measure(lib: str, steps: int, probes: int, seed: int, kind: str) -> dict[str, Any]:
+        nodes, weights, products, seconds, in_products = runners[lib](steps, probes, seed)
+        return {
+            "kind": kind,  # "grid" (W1 vs products), "goal" (timed repeats), "around"
+            "library": lib,
+            "steps": steps,
+            "probes": probes,
+            "products": products,
+            "w1": wasserstein(nodes, weights, exact),
+            "seconds": seconds,
+            "product_seconds": in_products,
+            "seed": seed,
+        }
+
+    grid_rows = [
+        measure(lib, steps, probes, 0, "grid")
+        for steps in (10, 20, 40)
+        for probes in ((1, 2) if quick else (1, 10))
+        for lib in runners
+    ]
     steps, probes = (20, 2) if quick else (80, 10)
     repeats = repeats or (1 if quick else 3)
-    goal_rows = []
-    for seed in range(repeats):
-        for lib, run in runners.items():
-            nodes, weights, products, seconds, in_products = run(steps, probes, seed)
-            goal_rows.append(
-                {
-                    "library": lib,
-                    "steps": steps,
-                    "probes": probes,
-                    "products": products,
-                    "w1": wasserstein(nodes, weights, exact),
-                    "seconds": seconds,
-                    "product_seconds": in_products,
-                    "seed": seed,
-                }
-            )
+    goal_rows = [
+        measure(lib, steps, probes, seed, "goal") for seed in range(repeats) for lib in runners
+    ]
     # W1 of an m-node Gauss rule swings with the parity of m on a spectrum with a symmetric
     # cluster at 0 (benchmarks/results/slq_reorth_w1.md: 8.7e-4 / 1.19e-3 / 8.6e-4 at 79 / 80 /
     # 81 steps): accuracy is compared on the mean over m - 1, m, m + 1 (untimed runs)
     around: dict[str, list[float]] = {lib: [] for lib in runners}
     for seed in range(repeats):
         for m in (steps - 1, steps + 1):
-            for lib, run in runners.items():
-                nodes, weights, *_ = run(m, probes, seed)
-                around[lib].append(wasserstein(nodes, weights, exact))
+            for lib in runners:
+                around[lib].append(measure(lib, m, probes, seed, "around")["w1"])
     summary = {}
     for lib in runners:
         mine = [r for r in goal_rows if r["library"] == lib]
@@ -885,7 +877,7 @@ def report(all_results: dict[str, dict[str, Any]], quick: bool) -> list[str]:
 
 def slq_lines(res: dict[str, Any]) -> list[str]:
     """The SLQ grid (W1 vs products) and the issue's 80 x 10 comparison with ratios."""
-    grid = [r for r in res["slq"] if "seed" not in r]
+    grid = [r for r in res["slq"] if r["kind"] == "grid"]
     lines = [
         "| SLQ | steps | probes | products | W1 to exact | seconds |",
         "|---|---|---|---|---|---|",
