@@ -48,6 +48,63 @@ def test_ghost_eigenvalues_without_reorthogonalization(outliers: np.ndarray) -> 
     assert np.all(np.diff(clean) > 1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_gram_schmidt_pass_keeps_the_basis_orthonormal(
+    outliers: np.ndarray, dtype: torch.dtype, tmp_path
+) -> None:
+    # Outliers converge within a few steps, so the plain recurrence loses orthogonality at once
+    # (the ghosts above); one pass after the three-term recurrence must still hold the basis
+    # orthonormal to round-off, and the Ritz values must equal a float64 Lanczos with two
+    # unconditional passes (an independent numpy implementation).
+    values = outliers.copy()
+    values[-2:] = [5e3, 1e4]  # a condition far beyond the float32 epsilon
+    op = DenseOperator(torch.diag(torch.as_tensor(values, dtype=dtype)))
+    path = tmp_path / "basis.ckpt"
+    res = lanczos(op, num_steps=60, num_probes=3, seed=4, probe="gaussian", checkpoint=path)
+    basis = torch.load(path, weights_only=False)["basis"].double()  # (probes, 61, P)
+    eps = torch.finfo(dtype).eps
+    for i in range(3):
+        gram = basis[i] @ basis[i].T
+        assert (gram - torch.eye(61, dtype=torch.float64)).abs().max() < 20 * eps
+        q = basis[i, 0].numpy()
+        alphas, betas, vectors = [], [], [q]
+        for _step in range(60):  # reference: numpy, float64, Gram-Schmidt twice at every step
+            w = values * vectors[-1]
+            for _ in range(2):
+                w = w - np.stack(vectors).T @ (np.stack(vectors) @ w)
+            alphas.append(vectors[-1] @ (values * vectors[-1]))
+            betas.append(np.linalg.norm(w))
+            vectors.append(w / betas[-1])
+        ref = np.linalg.eigvalsh(np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1))
+        np.testing.assert_allclose(res.ritz(i)[0], ref, rtol=0, atol=200 * eps * values.max())
+    assert res.second_passes == 0
+
+
+def test_second_gram_schmidt_pass_runs_when_one_leaves_too_much() -> None:
+    # w almost inside the span: one classical pass leaves eps * ||w|| along it, large against
+    # what remains; the DGKS criterion must ask for the second pass, which removes it.
+    from curvscope.spectral.lanczos import _reorthogonalize
+
+    gen = torch.Generator().manual_seed(1)
+    span = torch.linalg.qr(torch.randn(2, 2000, 8, generator=gen))[0].transpose(1, 2)  # (2, 8, P)
+    inside = (torch.randn(2, 1, 8, generator=gen) @ span).squeeze(1)
+    w = inside + 1e-4 * torch.randn(2, 2000, generator=gen)
+
+    def leftover(v: torch.Tensor) -> float:  # largest |<q, v>| / ||v|| over the span
+        return float(((span @ v.unsqueeze(2)).squeeze(2).abs().amax(1) / v.norm(dim=1)).max())
+
+    once = w - (w.unsqueeze(1) @ span.transpose(1, 2) @ span).squeeze(1)
+    assert leftover(once) > 1e-4  # one pass is not enough here: the test can fail
+    out, norm, passes = _reorthogonalize(w, span, torch.device("cpu"))
+    assert passes == 1 and norm is None
+    assert leftover(out) < 10 * torch.finfo(torch.float32).eps
+    # Far from the span one pass is enough, and the returned norm is the float64 norm.
+    far = torch.randn(2, 2000, generator=gen)
+    out, norm, passes = _reorthogonalize(far, span, torch.device("cpu"))
+    assert passes == 0 and leftover(out) < 10 * torch.finfo(torch.float32).eps
+    torch.testing.assert_close(norm, out.double().norm(dim=1), rtol=1e-12, atol=0)
+
+
 def test_breakdown_stops_probe_cleanly_and_is_exact() -> None:
     # 5 distinct eigenvalues: the Krylov space is invariant after 5 steps.
     values = np.repeat([-2.0, 0.5, 1.0, 3.0, 7.0], 40)
