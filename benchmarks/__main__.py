@@ -627,31 +627,58 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
     return variants
 
 
+def _time_variant(key: str, block: int, build: Any, inner: int) -> tuple[float | None, str]:
+    """Build (untimed warm-up), time, free one product variant: (seconds per column, note)."""
+    try:
+        run, note = build()
+    except Exception as err:  # a rewrite that does not apply (no BatchNorm), OOM ...
+        return None, f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    tick = time.perf_counter()
+    calls = 1 if block > 1 or key == "topk" else inner
+    columns = sum(run() for _ in range(calls))
+    seconds = (time.perf_counter() - tick) / columns
+    del run
+    return seconds, note
+
+
+def product_child(case_name: str, key: str, quick: bool) -> dict[str, Any]:
+    """Run in a fresh process: build the case and time the product variant ``key`` alone."""
+    case = build_case(case_name, quick)
+    for k, _label, block, build in _product_variants(case):
+        if k == key:
+            seconds, note = _time_variant(k, block, build, 1 if quick else 3)
+            return {"key": key, "seconds": seconds, "note": note}
+    return {"key": key, "seconds": None, "note": f"not run: no variant {key!r} in this install"}
+
+
 def task_products(
-    case: dict[str, Any], quick: bool, repeats: int | None = None
+    case: dict[str, Any], quick: bool, repeats: int | None = None, fresh: bool = False
 ) -> list[dict[str, Any]]:
     """Seconds per product column of every variant, in gradient passes (gp) and as a ratio to
     PyHessian's product. ``rounds`` interleaved rounds: in each, every variant is built and
     warmed up (untimed), timed over ``inner`` calls (one for a 10-column block and for a
     ``top_eigenpairs`` run, which multiply many columns each), then freed (so only one
-    variant's graphs are alive at a time); the median over rounds is reported."""
+    variant's graphs are alive at a time); the median over rounds is reported.
+
+    ``fresh``: each variant of each round runs in its own fresh process (``product_child``).
+    glibc's allocator adapts its mmap threshold to the blocks freed before, so in one process a
+    multi-GB product's time depends on the variants that ran before it (the N = 2048 CNN: the
+    cached product measured 1.10x PyHessian's in one process, 1.97x in fresh ones,
+    ``benchmarks/results/bench_cpu_cnn_batched.md``)."""
     rounds, inner = repeats or (1 if quick else 3), 1 if quick else 3
     variants = _product_variants(case)
     times: dict[str, list[float]] = {key: [] for key, *_ in variants}
     notes: dict[str, str] = {}
     for _ in range(rounds):
         for key, _label, block, build in variants:
-            try:
-                run, notes[key] = build()
-            except Exception as err:  # a rewrite that does not apply (no BatchNorm), OOM ...
-                notes[key] = f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
-                continue
-            tick = time.perf_counter()
-            calls = 1 if block > 1 or key == "topk" else inner
-            columns = sum(run() for _ in range(calls))
-            times[key].append((time.perf_counter() - tick) / columns)
-            del run
-            case["model"].zero_grad(set_to_none=True)
+            if fresh:
+                out = _child(["--products-child", case["name"].removesuffix("_quick"), key], quick)
+                seconds, notes[key] = out.get("seconds"), out.get("note", out.get("error", ""))
+            else:
+                seconds, notes[key] = _time_variant(key, block, build, inner)
+                case["model"].zero_grad(set_to_none=True)
+            if seconds is not None:
+                times[key].append(seconds)
     gp = float(np.median(times["gp"]))
     ph = float(np.median(times["pyhessian"])) if times.get("pyhessian") else None
     rows = []
@@ -666,9 +693,24 @@ def task_products(
                 "gp_per_column": None if seconds is None else seconds / gp,
                 "ratio_pyhessian": None if seconds is None or ph is None else seconds / ph,
                 "note": notes.get(key, ""),
+                "fresh": fresh,
             }
         )
     return rows
+
+
+def _child(args: list[str], quick: bool) -> dict[str, Any]:
+    """Run ``python -m benchmarks ARGS`` in a fresh process; its last stdout line, as JSON."""
+    cmd = [sys.executable, "-m", "benchmarks", *args]
+    if quick:
+        cmd.append("--quick")
+    if peer("pyhessian") is None and peer("curvlinops") is None:
+        cmd.append("--no-peers")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": (out.stderr or "no output")[-200:]}
 
 
 #: memory children: id -> label; ``products-<cache>-<k>`` runs two products of a k-column block
@@ -732,17 +774,10 @@ def task_memory(case_name: str, quick: bool) -> list[dict[str, Any]]:
         runs += ["products-on-1", "products-off-10"]
     rows = []
     for library in runs:
-        cmd = [sys.executable, "-m", "benchmarks", "--memory-child", case_name, library]
-        if quick:
-            cmd.append("--quick")
-        if peer("pyhessian") is None and peer("curvlinops") is None:
-            cmd.append("--no-peers")
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ)
-        try:
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        except (IndexError, json.JSONDecodeError):
-            label = MEMORY_RUNS.get(library, library)
-            rows.append({"library": label, "error": (out.stderr or "no output")[-200:]})
+        out = _child(["--memory-child", case_name, library], quick)
+        if "error" in out and "library" not in out:
+            out = {"library": MEMORY_RUNS.get(library, library), "error": out["error"]}
+        rows.append(out)
     return rows
 
 
@@ -946,11 +981,16 @@ def products_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"{num(r['gp_per_column'], '.2f')} | {num(r['ratio_pyhessian'], '.2f')} | "
             f"{r['note']} |"
         )
+    how = (
+        "each variant of each round in its own fresh process, which builds the case, warms up "
+        "and times it"
+        if rows and rows[0].get("fresh")
+        else "each round builds, warms up and times every variant in turn, then frees it"
+    )
     return [
         *lines,
         "",
-        "Medians over interleaved rounds (each round builds, warms up and times every variant "
-        "in turn, then frees it). gp = one forward + backward over the data. 'raw double "
+        f"Medians over interleaved rounds ({how}). gp = one forward + backward over the data. 'raw double "
         "backward' is `torch.autograd.grad(g, params, v, retain_graph=True)` with `g` the "
         "create_graph gradient (PyHessian's kernel); 'inside top_eigenpairs' is the seconds of "
         "`top_eigenpairs(op, 1)` divided by its products (cache on, default rewrite).",
@@ -970,6 +1010,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--memory-child", nargs=2, metavar=("CASE", "LIBRARY"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--products-child", nargs=2, metavar=("CASE", "VARIANT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--fresh-products",
+        action="store_true",
+        help="time each product variant of each round in a fresh process (multi-GB cases: the "
+        "allocator's state otherwise carries from one variant to the next)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="curvscope only (skip peers)")
     parser.add_argument(
         "--repeats",
@@ -982,6 +1031,9 @@ def main(argv: list[str] | None = None) -> None:
     _peers.disable(args.no_peers)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.quick)))
+        return
+    if args.products_child:
+        print(json.dumps(product_child(*args.products_child, args.quick)))
         return
     cases = args.cases or (["digits_mlp", "cnn"] if args.quick else list(CASES))
     out = Path(args.out)
@@ -1019,7 +1071,9 @@ def main(argv: list[str] | None = None) -> None:
             res["slq_goal"] = slq_res["summary"]
             res["slq_setting"] = slq_res["setting"]
         if "products" in args.tasks:
-            res["products"] = task_products(case, args.quick, args.repeats)
+            res["products"] = task_products(
+                case, args.quick, args.repeats, fresh=args.fresh_products
+            )
         if "memory" in args.tasks:
             res["memory"] = task_memory(name, args.quick)
         figure = plot(name, res, out, args.device)

@@ -72,3 +72,35 @@ def test_unknown_case_is_refused(bench) -> None:
     with pytest.raises(SystemExit):
         bench.main(["--cases", "resnet9000"])
     assert "benchmarks" in sys.modules
+
+
+def test_fresh_products_run_each_variant_in_its_own_process(bench, monkeypatch) -> None:
+    # The harness: every variant of every round goes to a child, in order, and the rows are the
+    # medians of what the children reported (a child that failed leaves its note).
+    case = bench.build_case("digits_mlp", True)
+    case["name"] = "digits_mlp_quick"
+    keys = [key for key, *_ in bench._product_variants(case)]
+    calls: list[list[str]] = []
+    fake = {key: 0.01 * (i + 1) for i, key in enumerate(keys)}
+
+    def child(args: list[str], quick: bool) -> dict:
+        assert quick and args[:2] == ["--products-child", "digits_mlp"]
+        calls.append(args)
+        if args[2] == "topk":
+            return {"error": "boom"}
+        return {"key": args[2], "seconds": fake[args[2]] * len(calls), "note": "child"}
+
+    real_child = bench._child
+    monkeypatch.setattr(bench, "_child", child)
+    rows = bench.task_products(case, True, repeats=2, fresh=True)
+    assert [c[2] for c in calls] == keys * 2
+    by_key = {r["key"]: r for r in rows}
+    n = len(keys)
+    i = keys.index("default")
+    assert by_key["default"]["seconds"] == pytest.approx(fake["default"] * (i + 1 + i + 1 + n) / 2)
+    assert by_key["topk"]["seconds"] is None and by_key["topk"]["note"] == "boom"
+    assert all(r["fresh"] for r in rows)
+    assert "in its own fresh process" in "\n".join(bench.products_lines(rows))
+    # One real child: a fresh process times the gradient pass of the quick case.
+    out = real_child(["--products-child", "digits_mlp", "gp"], True)
+    assert out["key"] == "gp" and out["seconds"] > 0 and "unit gp" in out["note"]
