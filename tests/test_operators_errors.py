@@ -195,3 +195,17 @@ def test_dropout_in_train_mode_is_detected() -> None:
         op @ torch.zeros(op.shape[0], dtype=torch.float64)
     op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y))  # eval mode: dropout off, fine
     op @ torch.zeros(op.shape[0], dtype=torch.float64)
+
+
+def test_product_entries_are_checked_not_their_sum() -> None:
+    # H = 2 a^2 I with a = 1e19: every entry of H @ 1 is 2e38, finite in float32, while their
+    # sum overflows; the cheap check (the sum) must fall through to the exact one, not raise.
+    model = nn.Linear(2, 1, bias=False)
+    data = (torch.tensor([[1e19, 0.0], [0.0, 1e19]]), torch.zeros(2, 1))
+    op = HessianOperator(model, nn.MSELoss(reduction="sum"), data)
+    result = op @ torch.ones(2)
+    torch.testing.assert_close(result, torch.full((2,), 2e38), rtol=1e-6, atol=0)
+    assert not torch.isfinite(result.sum())
+    # A product that does overflow is refused, naming the dtype.
+    with pytest.raises(NonFiniteError, match=r"overflows in torch.float32"):
+        op @ torch.full((2,), 4.0)

@@ -174,6 +174,9 @@ class BatchSource:
         self.dtype = dtype
         self._fingerprints: list[tuple[int, tuple[float, ...]]] | None = None
         self._probe = torch.Generator().manual_seed(20250)
+        self._projections: dict[
+            tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]
+        ] = {}
 
     def _size(self, inputs: Any, *, where: str) -> int:
         """The number of samples of ``inputs`` (``batch_size_fn`` or the shared first dimension)."""
@@ -291,11 +294,15 @@ class BatchSource:
         """A fixed random projection of ``t``, weighted by sample position (order-aware)."""
         rows = size if t.ndim and t.shape[0] == size else 1
         flat = t.reshape(rows, -1).to(torch.float64)
-        w = torch.rand(
-            flat.shape[1], generator=self._probe.manual_seed(flat.shape[1]), dtype=torch.float64
-        )
-        pos = torch.linspace(1.0, 2.0, rows, dtype=torch.float64)
-        return float((flat @ w.to(flat.device)).cpu() @ pos)
+        key = (rows, flat.shape[1], flat.device)
+        if key not in self._projections:  # drawn once per shape: a product re-checks each batch
+            w = torch.rand(
+                flat.shape[1], generator=self._probe.manual_seed(flat.shape[1]), dtype=torch.float64
+            )
+            pos = torch.linspace(1.0, 2.0, rows, dtype=torch.float64)
+            self._projections[key] = (w.to(flat.device), pos)
+        w, pos = self._projections[key]
+        return float((flat @ w).cpu() @ pos)
 
     def _fingerprint(self, batch: Batch) -> tuple[int, tuple[float, ...]]:
         """A cheap content hash: one projection per input tensor and of the targets.
