@@ -345,6 +345,7 @@ def wasserstein(nodes: np.ndarray, weights: np.ndarray, exact: np.ndarray) -> fl
 SLQ_LIBRARIES = (
     "curvscope slq",
     "curvscope slq reorthogonalize=False",
+    "curvscope slq rule='averaged'",
     "PyHessian density",
     "curvlinops fast_lanczos",
     "curvlinops lanczos_approximate_spectrum",
@@ -361,22 +362,19 @@ def _slq_runners(case: dict[str, Any]) -> dict[str, Any]:
     op = operator(case)
     runners: dict[str, Any] = {}
 
-    def ours(steps: int, probes: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, float]:
-        op @ torch.zeros(op.shape[0], probes)  # untimed: method choice and graph cache
-        tick = time.perf_counter()
-        d = slq(op, num_steps=steps, num_probes=probes, seed=seed)
-        seconds = time.perf_counter() - tick
-        return d.nodes, d.pooled_weights, int(d.steps.sum()), seconds, d.timings["products"]
+    def curvscope(**options: Any) -> Any:
+        def run(steps: int, probes: int, seed: int) -> tuple:
+            op @ torch.zeros(op.shape[0], probes)  # untimed: method choice and graph cache
+            tick = time.perf_counter()
+            d = slq(op, num_steps=steps, num_probes=probes, seed=seed, **options)
+            seconds = time.perf_counter() - tick
+            return d.nodes, d.pooled_weights, int(d.steps.sum()), seconds, d.timings["products"]
 
-    def ours_plain(steps: int, probes: int, seed: int) -> tuple:
-        op @ torch.zeros(op.shape[0], probes)
-        tick = time.perf_counter()
-        d = slq(op, num_steps=steps, num_probes=probes, seed=seed, reorthogonalize=False)
-        seconds = time.perf_counter() - tick
-        return d.nodes, d.pooled_weights, int(d.steps.sum()), seconds, d.timings["products"]
+        return run
 
-    runners["curvscope slq"] = ours
-    runners["curvscope slq reorthogonalize=False"] = ours_plain
+    runners["curvscope slq"] = curvscope()
+    runners["curvscope slq reorthogonalize=False"] = curvscope(reorthogonalize=False)
+    runners["curvscope slq rule='averaged'"] = curvscope(rule="averaged")
     ph = peer("pyhessian")
     if ph is not None:
 

@@ -39,6 +39,7 @@ def test_verdicts_follow_the_numbers(goals) -> None:
             "slq_goal": {
                 "curvscope slq": {"seconds": 1.0, "w1": 1e-3, "w1_max": 1e-3},
                 "curvscope slq reorthogonalize=False": {"seconds": 0.9, "w1": 5e-4},
+                "curvscope slq rule='averaged'": {"seconds": 1.0, "w1": 4e-4},
                 "PyHessian density": {"seconds": 2.5, "w1": 0.9e-3, "w1_max": 1.2e-3},
                 "curvlinops fast_lanczos": {"seconds": 2.0, "w1": 0.5e-3, "w1_max": 0.6e-3},
             },
@@ -85,6 +86,7 @@ def test_verdicts_follow_the_numbers(goals) -> None:
     assert curvlinops[1].startswith("missed: 2.00 is 1.50x short of >= 3")
     assert "accuracy not equal: our W1 2.00x" in curvlinops[1]
     assert "with reorthogonalize=False: 2.22x" in curvlinops[0]  # 2.0 s / 0.9 s
+    assert "with rule='averaged': 2.00x" in curvlinops[0] and "(missed: 2.00" in curvlinops[0]
 
 
 def test_missing_rows_are_not_measured(goals) -> None:
