@@ -3,6 +3,7 @@ untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 
@@ -294,3 +295,45 @@ def test_uncached_tuning_ignores_a_one_time_cost(monkeypatch: pytest.MonkeyPatch
     assert op.report.chosen[("fresh", 1)] == "rev-rev" and calls["rev-rev"] == 2
     assert set(op.report.timings[("fresh", 1)]) == {"rev-rev", "fwd-rev"}
     assert _close(op @ block, ref)
+
+
+@pytest.mark.parametrize("cache", ["auto", False])
+def test_rewrite_choice_scores_what_repeats_by_the_median(monkeypatch, cache) -> None:
+    # A fake clock: option "a" prepares in 1.0 s and applies in 3.0 s (one slow round); "b"
+    # prepares in 0.1 s and applies in 3.5 s, once in a lucky 0.5 s. With the cache the apply
+    # repeats and "a" is cheaper; without it "b" is. The old score (minimum of two rounds of
+    # prepare + apply) picked "b" with the cache, on its lucky round.
+    case = make_case("mlp-tanh", "ce", num_data=6)
+    op = HessianOperator(case.model, case.loss_fn, (case.inputs, case.targets), cache=cache)
+    clock, current = [0.0], [""]
+    costs = {"a": (1.0, [3.0, 9.0, 3.0]), "b": (0.1, [3.5, 0.5, 3.5])}
+    rounds = {"a": 0, "b": 0}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    @contextlib.contextmanager
+    def using(rewritten):
+        current[0] = rewritten
+        yield
+
+    def prepare(method, batch, params):
+        clock[0] += costs[current[0]][0]
+        return object()
+
+    def apply(state, pieces):
+        clock[0] += costs[current[0]][1][rounds[current[0]]]
+        rounds[current[0]] += 1
+
+    monkeypatch.setattr(curvature, "time", FakeTime)
+    monkeypatch.setattr(op, "_using", using)
+    monkeypatch.setattr(op, "_prepare", prepare)
+    monkeypatch.setattr(op, "_apply", apply)
+    first = next(iter(op.source.batches()))
+    timings = op._time_rewrites(first, {"a": "a", "b": "b"})
+    if cache:
+        assert timings == pytest.approx({"a": 3.0, "b": 3.5})
+    else:
+        assert timings == pytest.approx({"a": 4.0, "b": 3.6})
