@@ -806,21 +806,33 @@ def plot(case_name: str, results: dict[str, Any], out: Path, device: str) -> Pat
     panels = [t for t in ("topk", "trace", "slq") if results.get(t)]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4), squeeze=False)
     for ax, task in zip(axes[0], panels, strict=True):
         rows = results[task]
+        libraries = list(dict.fromkeys(r["library"].split(" (")[0] for r in rows))
+        palette = plt.get_cmap("tab10" if len(libraries) <= 10 else "tab20")
+        colour = {lib: palette(i % palette.N) for i, lib in enumerate(libraries)}
         key = {"topk": "error", "trace": "actual", "slq": "w1"}[task]
-        groups: dict[str, list[tuple[int, float]]] = {}
+        # colour: the library; line style: the setting (k = 1 / 5, 1 / 10 probes)
+        groups: dict[tuple[str, str, bool], list[tuple[int, float]]] = {}
         for r in rows:
-            label = r["library"] + (f" k={r['k']}" if task == "topk" else "")
-            if task == "trace":
-                label = r["library"].split(" (")[0]
+            lib = r["library"].split(" (")[0]
+            label, dashed = lib, False
+            if task == "topk":
+                label, dashed = f"{lib} k={r['k']}", r["k"] > 1
             if task == "slq":
-                label = f"{r['library']}, {r['probes']} probe(s)"
-            groups.setdefault(label, []).append((r["products"], max(r[key], 1e-17)))
-        for label, pts in groups.items():
+                label, dashed = f"{lib}, {r['probes']} probe(s)", r["probes"] > 1
+            groups.setdefault((label, lib, dashed), []).append((r["products"], max(r[key], 1e-17)))
+        for (label, lib, dashed), pts in groups.items():
             pts.sort()
-            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker="o",
+                markersize=3,
+                color=colour[lib],
+                linestyle="--" if dashed else "-",
+                label=label,
+            )
         ax.set(
             xscale="log",
             yscale="log",
@@ -832,10 +844,10 @@ def plot(case_name: str, results: dict[str, Any], out: Path, device: str) -> Pat
                 "w1": "Wasserstein-1 to exact",
             }[key],
         )
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     path = out / f"bench_{device}_{case_name}.png"
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
