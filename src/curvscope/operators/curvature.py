@@ -551,6 +551,7 @@ class CurvatureOperator(SymmetricOperator):
         }
 
     def _sync(self) -> None:
+        """Wait for the device's queued kernels (CUDA), so that a timer reads their end."""
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)
 
@@ -604,8 +605,7 @@ class CurvatureOperator(SymmetricOperator):
             try:
                 start = time.perf_counter()
                 results[method] = run(method)
-                if self._device.type == "cuda":
-                    torch.cuda.synchronize(self._device)
+                self._sync()
                 timings[method] = time.perf_counter() - start
             except RuntimeError as err:  # a method that cannot run at this k is simply not chosen
                 self.report.verified[method] = f"failed at k={key[1]}: {str(err).splitlines()[0]}"
@@ -646,8 +646,7 @@ class CurvatureOperator(SymmetricOperator):
             try:
                 start = time.perf_counter()
                 result = run(method)
-                if self._device.type == "cuda":
-                    torch.cuda.synchronize(self._device)
+                self._sync()
                 runs[method].append((time.perf_counter() - start) / max(size, 1))
                 break
             except RuntimeError as err:  # a method that cannot run at this k is not chosen
