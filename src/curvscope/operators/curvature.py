@@ -27,7 +27,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from curvscope._memory import available_memory, format_bytes, parse_bytes
+from curvscope._memory import (
+    available_memory,
+    format_bytes,
+    parse_bytes,
+    release_freed_memory,
+)
 from curvscope._validate import check_int
 from curvscope.errors import (
     CurvscopeError,
@@ -39,6 +44,7 @@ from curvscope.errors import (
 from curvscope.operators._autodiff import BATCHED_TWINS, GraphState, graph_bytes
 from curvscope.operators._blockmem import (
     CALIBRATION_WIDTHS,
+    TRANSIENT_OVERHEAD,
     BlockMemoryReport,
     guess_next,
     measure_widths,
@@ -155,8 +161,9 @@ class CurvatureOperator(SymmetricOperator):
             applied in sub-blocks of the largest width whose predicted peak fits, all sharing
             the batch's forward and first backward (:mod:`curvscope.operators._blockmem`).
             ``"auto"`` (default): the bytes the graph cache would hold for the whole data
-            (capped by ``cache_memory``, less what it holds), at least one column's peak, so
-            that a block without the cache peaks no higher than one column with it. The
+            (capped by ``cache_memory``, less what it holds) over the allocator's overhead on
+            short-lived tensors (1.25, measured), at least one column's peak, so that a block
+            without the cache peaks no higher than one column with it. The
             memory model is measured on the first uncached batch of the first block product
             (k > 1); see ``report.blocks``.
         train_mode: evaluate the model in train mode (BatchNorm batch statistics, dropout); off by
@@ -451,6 +458,8 @@ class CurvatureOperator(SymmetricOperator):
             verify_methods(self, first)
         if self._compile_request:
             self._compiled = setup_compile(self, first)
+        # the rewrite timing and method verification freed whole graphs (one-time work)
+        release_freed_memory(self._device)
         self._checked = True
 
     @contextlib.contextmanager
@@ -616,7 +625,10 @@ class CurvatureOperator(SymmetricOperator):
         self.report.timings[key] = timings
         best = min(timings, key=timings.__getitem__)
         self.report.chosen[key] = best
-        return results[best]
+        result = results.pop(best)
+        results.clear()
+        release_freed_memory(self._device)  # the slower candidates' products and buffers
+        return result
 
     def _timed_rounds(
         self, key: tuple[str, int], candidates: list[str], run: Callable[[str], Any], size: int
@@ -654,6 +666,9 @@ class CurvatureOperator(SymmetricOperator):
                     raise  # the reference must run: the batch itself is at fault
                 self.report.verified[method] = f"failed at k={key[1]}: {str(err).splitlines()[0]}"
                 del runs[method]
+        # Tuning alternates methods of different widths and peaks: trim what each one freed,
+        # so that the next one's peak does not stack on it (see release_freed_memory).
+        release_freed_memory(self._device)
         if all(len(times) >= TUNING_RUNS for times in runs.values()):
             timings = {m: min(times) for m, times in runs.items()}
             self.report.timings[key] = timings
@@ -814,14 +829,18 @@ class CurvatureOperator(SymmetricOperator):
                 lambda state, w: self._apply(state, tuple(c[:w] for c in columns)),
                 CALIBRATION_WIDTHS,
                 affordable,
+                settle=lambda: release_freed_memory(self._device),
             )
             blocks.measured[method] = {w: int(p * scale) for w, p in peaks.items()}
             if blocks.budget_bytes is None:
                 self._resolve_block_budget(batch, peaks[1] * scale, graph)
+            release_freed_memory(self._device)  # this method's state
 
     def _resolve_block_budget(self, batch: Batch, one_column: float, graph: dict[str, int]) -> None:
         """``block_memory`` in bytes; ``"auto"``: what the graph cache would hold for this
-        rank's data (capped by ``cache_memory``) less what it holds, at least ``one_column``.
+        rank's data (capped by ``cache_memory``) less what it holds, divided by
+        ``TRANSIENT_OVERHEAD`` (a product's short-lived tensors cost the process more than
+        their bytes; the cache's long-lived ones do not), at least ``one_column``.
         ``graph``: the retained bytes of the states prepared on ``batch`` so far."""
         blocks = self.report.blocks
         if isinstance(blocks.requested, int):
@@ -837,7 +856,7 @@ class CurvatureOperator(SymmetricOperator):
             per_sample = nbytes / max(batch.size, 1)
         samples = self._local_samples()
         would_cache = min(info.budget_bytes, int(per_sample * samples)) - info.cached_bytes
-        blocks.budget_bytes = max(math.ceil(one_column), would_cache)
+        blocks.budget_bytes = max(math.ceil(one_column), int(would_cache / TRANSIENT_OVERHEAD))
 
     def _local_samples(self) -> int:
         """The number of samples on this rank (a pass that only reads the data if unknown)."""
