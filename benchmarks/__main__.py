@@ -40,7 +40,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from torch import nn
 
 from benchmarks import _peers
 from benchmarks import topk as topk_mod
+from benchmarks._device import DEVICES, clock, device, set_device, to_device
 from benchmarks._goals import goal_lines
 from benchmarks._peers import (
     curvlinops_grid_density,
@@ -63,8 +63,10 @@ from benchmarks._peers import (
 )
 from benchmarks.spectral import small_cnn, split
 
-CASES = ("digits_mlp", "cnn", "cnn_batched", "preresnet20")
-TASKS = ("topk", "trace", "slq", "products", "memory")
+CASES = ("digits_mlp", "cnn", "cnn_batched", "preresnet20", "preresnet110")
+TASKS = ("topk", "trace", "slq", "products", "memory", "step")
+#: cases run only where asked (--cases) or on CUDA, and the tasks they take
+BIG_CASES = {"preresnet110": ("step",)}
 TARGETS = (1e-3, 1e-6)
 EXACT_LIMIT = 12_000
 WARMUP_LIMIT = 12  # untimed products at most until the operator has chosen its method
@@ -72,7 +74,15 @@ WARMUP_LIMIT = 12  # untimed products at most until the operator has chosen its 
 
 # ------------------------------------------------------------------------------------- cases
 def build_case(name: str, quick: bool) -> dict[str, Any]:
-    """Model (float32, eval mode), data and batch size of one case."""
+    """Model (float32, eval mode), data and batch size of one case, on the benchmark's device
+    (built on the CPU from fixed seeds, so that every device multiplies the same matrix)."""
+    case = _build_case_cpu(name, quick)
+    case["model"] = case["model"].to(device())
+    case["x"], case["y"] = to_device(case["x"]), to_device(case["y"])
+    return case
+
+
+def _build_case_cpu(name: str, quick: bool) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     if name == "digits_mlp":
         hidden = (8, 8) if quick else (64, 64)
@@ -97,6 +107,16 @@ def build_case(name: str, quick: bool) -> dict[str, Any]:
         x = torch.randn(n, 3, 32, 32, generator=gen)
         y = torch.randint(0, 10, (n,), generator=gen)
         return {"model": model, "x": x, "y": y, "batch_size": None}
+    if name == "preresnet110":  # issue 16: 50,000 CIFAR-shaped samples, meant for a GPU
+        from curvscope.models.preresnet import PreResNet
+
+        n, batch = (8, 4) if quick else (50_000, 500)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = PreResNet(110, num_classes=10).eval()
+        x = torch.randn(n, 3, 32, 32, generator=gen)
+        y = torch.randint(0, 10, (n,), generator=gen)
+        return {"model": model, "x": x, "y": y, "batch_size": batch}
     raise SystemExit(f"unknown case {name!r}; choose from {CASES}")
 
 
@@ -151,7 +171,7 @@ def task_topk(case: dict[str, Any], truth: np.ndarray, quick: bool) -> list[dict
     from curvscope.spectral import top_eigenpairs
 
     op = operator(case)
-    op @ torch.zeros(op.shape[0], 1)  # one-time method choice, out of every count
+    op @ torch.zeros(op.shape[0], 1, device=device())  # one-time method choice, out of counts
     ph, het, cl = peer("pyhessian"), peer("hessian_eigenthings"), peer("curvlinops")
     cl_op = curvlinops_operator(cl, case) if cl is not None else None
     tols = (1e-3, 1e-6) if quick else (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -159,7 +179,7 @@ def task_topk(case: dict[str, Any], truth: np.ndarray, quick: bool) -> list[dict
     rows: list[dict[str, Any]] = []
     for k in (1, 5):
         want = truth[:k]
-        tick = time.perf_counter()
+        tick = clock()
         res = top_eigenpairs(op, k)  # the defaults, for the issue's goals
         rows.append(
             _run("curvscope default", k, "default", res.num_matvecs, res.values, want, tick)
@@ -167,7 +187,7 @@ def task_topk(case: dict[str, Any], truth: np.ndarray, quick: bool) -> list[dict
         for i in range(max(len(tols), len(steps))):
             if i < len(tols):
                 for method in ("lanczos", "eigsh"):
-                    tick = time.perf_counter()
+                    tick = clock()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         res = top_eigenpairs(op, k, method=method, tol=tols[i])
@@ -202,7 +222,7 @@ def _run(
         "setting": setting,
         "products": int(products),
         "error": error,
-        "seconds": time.perf_counter() - tick,
+        "seconds": clock() - tick,
     }
 
 
@@ -212,7 +232,7 @@ def _pyhessian_top(ph: Any, case: dict[str, Any], k: int, tol: float, want: np.n
             torch.manual_seed(0)  # PyHessian draws from the global RNG
             comp = pyhessian_computer(ph, case)
             with pyhessian_counter(ph, comp) as count:
-                tick = time.perf_counter()
+                tick = clock()
                 values, _ = comp.eigenvalues(maxIter=1000, tol=tol, top_n=k)
     finally:
         case["model"].zero_grad(set_to_none=True)
@@ -228,7 +248,7 @@ def _curvlinops_top(
 
     op, count = cl_op
     count[:] = [0, 0.0]
-    tick = time.perf_counter()
+    tick = clock()
     values = eigsh(op.to_scipy(), k=k, which="LA", tol=tol, return_eigenvectors=False)
     return _run("curvlinops eigsh", k, tol, int(count[0]), values, want, tick)
 
@@ -236,7 +256,7 @@ def _curvlinops_top(
 def _eigenthings_top(het: Any, case: dict[str, Any], k: int, steps: int, want: np.ndarray) -> dict:
     batches = split(case["x"], case["y"], case["batch_size"])
     op = het.HessianOperator(case["model"], batches, het.supervised_loss(nn.CrossEntropyLoss()))
-    tick = time.perf_counter()
+    tick = clock()
     res = het.lanczos(op, k=k, max_iter=steps, which="LA", seed=0, reorthogonalize=True)
     return _run(
         "hessian-eigenthings lanczos", k, steps, steps, res.eigenvalues.cpu().numpy(), want, tick
@@ -261,10 +281,10 @@ def task_trace(case: dict[str, Any], trace_truth: float, quick: bool) -> list[di
             "products": int(products),
             "actual": abs(value - trace_truth) / abs(trace_truth),
             "stated": stated,
-            "seconds": time.perf_counter() - tick,
+            "seconds": clock() - tick,
         }
 
-    tick = time.perf_counter()
+    tick = clock()
     est = hutchinson_trace(op, num_matvecs=budget, seed=0, rtol=0.01)
     rows.append(
         row(
@@ -276,7 +296,7 @@ def task_trace(case: dict[str, Any], trace_truth: float, quick: bool) -> list[di
         )
     )
     for n in budgets:
-        tick = time.perf_counter()
+        tick = clock()
         est = hutchpp_trace(op, num_matvecs=n, seed=0)
         rows.append(
             row(
@@ -294,7 +314,7 @@ def task_trace(case: dict[str, Any], trace_truth: float, quick: bool) -> list[di
                 torch.manual_seed(0)
                 comp = pyhessian_computer(ph, case)
                 with pyhessian_counter(ph, comp) as count:
-                    tick = time.perf_counter()
+                    tick = clock()
                     values = comp.trace(maxIter=budget, tol=0.01)
         finally:
             case["model"].zero_grad(set_to_none=True)
@@ -310,7 +330,7 @@ def task_trace(case: dict[str, Any], trace_truth: float, quick: bool) -> list[di
             (het.hutchinson, 100, "Hutchinson"),
             (het.hutch_plus_plus, 99, "Hutch++"),
         ):
-            tick = time.perf_counter()
+            tick = clock()
             kwargs = {"num_samples": n} if label == "Hutchinson" else {"num_matvecs": n}
             res = fn(hop, seed=0, **kwargs)
             value = float(res.estimate)
@@ -328,7 +348,7 @@ def task_trace(case: dict[str, Any], trace_truth: float, quick: bool) -> list[di
                 count[:] = [0, 0.0]
                 with torch.random.fork_rng():
                     torch.manual_seed(0)  # curvlinops draws from the global RNG
-                    tick = time.perf_counter()
+                    tick = clock()
                     value = float(fn(cl_op, n))
                 rows.append(row(f"curvlinops {label} ({n})", count[0], value, None, tick))
     return rows
@@ -364,10 +384,10 @@ def _slq_runners(case: dict[str, Any]) -> dict[str, Any]:
 
     def curvscope(**options: Any) -> Any:
         def run(steps: int, probes: int, seed: int) -> tuple:
-            op @ torch.zeros(op.shape[0], probes)  # untimed: method choice and graph cache
-            tick = time.perf_counter()
+            op @ torch.zeros(op.shape[0], probes, device=device())  # untimed: method choice, cache
+            tick = clock()
             d = slq(op, num_steps=steps, num_probes=probes, seed=seed, **options)
-            seconds = time.perf_counter() - tick
+            seconds = clock() - tick
             return d.nodes, d.pooled_weights, int(d.steps.sum()), seconds, d.timings["products"]
 
         return run
@@ -385,9 +405,9 @@ def _slq_runners(case: dict[str, Any]) -> dict[str, Any]:
                     torch.manual_seed(seed)  # PyHessian draws its probes from the global RNG
                     comp = pyhessian_computer(ph, case)
                     with pyhessian_counter(ph, comp) as count:
-                        tick = time.perf_counter()
+                        tick = clock()
                         nodes, weights = comp.density(iter=steps, n_v=probes)
-                        seconds = time.perf_counter() - tick
+                        seconds = clock() - tick
             finally:
                 case["model"].zero_grad(set_to_none=True)
             n_all = np.concatenate([np.asarray(v) for v in nodes])
@@ -401,15 +421,15 @@ def _slq_runners(case: dict[str, Any]) -> dict[str, Any]:
 
         def quadrature(steps: int, probes: int, seed: int) -> tuple:
             count[:] = [0, 0.0]
-            tick = time.perf_counter()
+            tick = clock()
             nodes, weights = curvlinops_quadrature(cl_op, steps, probes, seed)
-            return nodes, weights, int(count[0]), time.perf_counter() - tick, count[1]
+            return nodes, weights, int(count[0]), clock() - tick, count[1]
 
         def public(steps: int, probes: int, seed: int) -> tuple:
             count[:] = [0, 0.0]
-            tick = time.perf_counter()
+            tick = clock()
             nodes, weights = curvlinops_grid_density(cl, cl_op, steps, probes, seed)
-            return nodes, weights, int(count[0]), time.perf_counter() - tick, count[1]
+            return nodes, weights, int(count[0]), clock() - tick, count[1]
 
         runners["curvlinops fast_lanczos"] = quadrature
         runners["curvlinops lanczos_approximate_spectrum"] = public
@@ -489,19 +509,15 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
     params = [p for p in model.parameters() if p.requires_grad]
     size = sum(p.numel() for p in params)
     gen = torch.Generator().manual_seed(0)
-    vector = torch.randn(size, generator=gen)
-    block10 = torch.randn(size, 10, generator=gen)
+    vector = to_device(torch.randn(size, generator=gen))
+    block10 = to_device(torch.randn(size, 10, generator=gen))
     shapes = [p.shape for p in params]
     v_list = [t.reshape(s) for t, s in zip(vector.split([p.numel() for p in params]), shapes)]
     loss_fn = nn.CrossEntropyLoss()
     variants: list[tuple[str, str, int, Any]] = []
 
     def gradient_pass() -> tuple[Any, str]:
-        def run() -> int:
-            for bx, by in batches:
-                torch.autograd.grad(loss_fn(model(bx), by), params)
-            return 1
-
+        run = _gradient_pass(case)
         run()  # untimed warm-up (allocator, first-call costs), as for every variant
         return run, "one forward + backward over the N samples: the unit gp"
 
@@ -625,16 +641,167 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
     return variants
 
 
+# ------------------------------------------------------------------------- Lanczos step
+def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> list[dict[str, Any]]:
+    """Seconds per Lanczos step (one product over the whole data and the step's bookkeeping,
+    one probe) of every library, in gradient passes: issue 16's PreResNet-110 measure.
+
+    Each library first builds its operator and runs one untimed product (curvscope: rewrite,
+    method choice and graph cache; the others: allocator warm-up), then ``steps`` Lanczos steps
+    are timed: curvscope ``lanczos`` (full reorthogonalisation), PyHessian ``density(iter,
+    n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation), hessian-eigenthings
+    ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases (``BIG_CASES``)."""
+    from curvscope.spectral import lanczos
+
+    name = case["name"].removesuffix("_quick")
+    steps = steps or (2 if quick else 3 if name in BIG_CASES else 10)
+    gp = _gradient_pass_seconds(case)
+    rows = [{"library": "gradient pass (gp)", "steps": 1, "seconds": gp, "note": "the unit"}]
+
+    def row(library: str, seconds: float, done: int, note: str) -> None:
+        rows.append({"library": library, "steps": done, "seconds": seconds / done, "note": note})
+
+    def attempt(library: str, run: Any) -> None:
+        try:
+            run()
+        except Exception as err:  # an out-of-memory peer, an API it lacks on this device
+            rows.append(
+                {
+                    "library": library,
+                    "steps": 0,
+                    "seconds": None,
+                    "note": f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}",
+                }
+            )
+        finally:
+            case["model"].zero_grad(set_to_none=True)
+
+    def curvscope() -> None:
+        op = operator(case)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            op @ torch.zeros(op.shape[0], 1, device=device())
+            tick = clock()
+            res = lanczos(op, num_steps=steps, seed=0)
+            seconds = clock() - tick
+        info = op.cache_info
+        note = (
+            f"rewrite {op.report.rewrite}, method {', '.join(sorted(set(op.report.chosen.values())))}"
+            f", {info.cached_batches}/{info.total_batches} batches' graphs cached"
+        )
+        row("curvscope lanczos", seconds, int(res.steps.max()), note)
+
+    attempt("curvscope lanczos", curvscope)
+    ph = peer("pyhessian")
+    if ph is not None:
+
+        def pyhessian() -> None:
+            shim_torch_eig()
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                comp = pyhessian_computer(ph, case)
+                warm = [torch.randn_like(p) for p in comp.params]
+                if comp.full_dataset:  # one untimed product: allocator and first-call costs
+                    comp.dataloader_hv_product(warm)
+                else:
+                    ph.hessian_vector_product(comp.gradsH, comp.params, warm)
+                with pyhessian_counter(ph, comp) as count:
+                    tick = clock()
+                    comp.density(iter=steps, n_v=1)
+                    seconds = clock() - tick
+            kind = "dataloader: forward + backward per batch" if comp.full_dataset else "kept graph"
+            row("PyHessian density", seconds, int(count[0]), kind)
+
+        attempt("PyHessian density", pyhessian)
+    cl = peer("curvlinops")
+    if cl is not None:
+
+        def curvlinops() -> None:
+            from curvlinops.papyan2020traces.spectrum import fast_lanczos
+
+            op, count = curvlinops_operator(cl, case)
+            op @ torch.zeros(op.shape[1], device=device())
+            count[:] = [0, 0.0]
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                tick = clock()
+                fast_lanczos(op, steps)
+                seconds = clock() - tick
+            row("curvlinops fast_lanczos", seconds, int(count[0]), "no reorthogonalisation")
+
+        attempt("curvlinops fast_lanczos", curvlinops)
+    het = peer("hessian_eigenthings")
+    if het is not None:
+
+        def eigenthings() -> None:
+            batches = split(case["x"], case["y"], case["batch_size"])
+            loss = het.supervised_loss(nn.CrossEntropyLoss())
+            op = het.HessianOperator(case["model"], batches, loss)
+            tick = clock()
+            het.lanczos(op, k=1, max_iter=steps, which="LA", seed=0, reorthogonalize=True)
+            row("hessian-eigenthings lanczos", clock() - tick, steps, "k=1, max_iter=steps")
+
+        attempt("hessian-eigenthings lanczos", eigenthings)
+    for r in rows:
+        r["gp"] = None if r["seconds"] is None else r["seconds"] / gp
+    return rows
+
+
+def _gradient_pass(case: dict[str, Any]) -> Any:
+    """``run()``: one forward + backward over the case's data (the unit gp); returns 1."""
+    model, loss_fn = case["model"], nn.CrossEntropyLoss()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batches = split(case["x"], case["y"], case["batch_size"])
+
+    def run() -> int:
+        for bx, by in batches:
+            torch.autograd.grad(loss_fn(model(bx), by), params)
+        return 1
+
+    return run
+
+
+def _gradient_pass_seconds(case: dict[str, Any]) -> float:
+    """Seconds of one gradient pass over the case's data, after an untimed one."""
+    run = _gradient_pass(case)
+    run()
+    tick = clock()
+    run()
+    return clock() - tick
+
+
+def step_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| Lanczos step | steps timed | seconds per step | gp per step | note |"]
+    lines.append("|---|---|---|---|---|")
+    for r in rows:
+        if r["seconds"] is None:
+            lines.append(f"| {r['library']} | - | - | - | {r['note']} |")
+        else:
+            lines.append(
+                f"| {r['library']} | {r['steps']} | {r['seconds']:.3g} | {r['gp']:.2f} | "
+                f"{r['note']} |"
+            )
+    return [
+        *lines,
+        "",
+        "One probe, one product over the whole data per step, after an untimed first product "
+        "(curvscope's rewrite, method and graph-cache choice; the peers' warm-up). Seconds per "
+        "step include each library's bookkeeping (curvscope and hessian-eigenthings "
+        "reorthogonalise, PyHessian's density too, curvlinops' fast_lanczos does not).",
+        "",
+    ]
+
+
 def _time_variant(key: str, block: int, build: Any, inner: int) -> tuple[float | None, str]:
     """Build (untimed warm-up), time, free one product variant: (seconds per column, note)."""
     try:
         run, note = build()
     except Exception as err:  # a rewrite that does not apply (no BatchNorm), OOM ...
         return None, f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
-    tick = time.perf_counter()
+    tick = clock()
     calls = 1 if block > 1 or key == "topk" else inner
     columns = sum(run() for _ in range(calls))
-    seconds = (time.perf_counter() - tick) / columns
+    seconds = (clock() - tick) / columns
     del run
     return seconds, note
 
@@ -699,7 +866,7 @@ def task_products(
 
 def _child(args: list[str], quick: bool) -> dict[str, Any]:
     """Run ``python -m benchmarks ARGS`` in a fresh process; its last stdout line, as JSON."""
-    cmd = [sys.executable, "-m", "benchmarks", *args]
+    cmd = [sys.executable, "-m", "benchmarks", *args, "--device", device().type]
     if quick:
         cmd.append("--quick")
     if peer("pyhessian") is None and peer("curvlinops") is None:
@@ -735,7 +902,9 @@ def memory_child(case_name: str, library: str, quick: bool) -> dict[str, Any]:
     elif library.startswith("products-"):
         _, cache, width = library.split("-")
         op = operator(case, cache="auto" if cache == "on" else False)
-        block = torch.randn(op.shape[0], int(width), generator=torch.Generator().manual_seed(0))
+        block = to_device(
+            torch.randn(op.shape[0], int(width), generator=torch.Generator().manual_seed(0))
+        )
         for _ in range(2):
             op @ block
     elif library == "pyhessian":
@@ -753,7 +922,10 @@ def memory_child(case_name: str, library: str, quick: bool) -> dict[str, Any]:
         eigsh(op.to_scipy(), k=1, which="LA", tol=1e-3, maxiter=20, return_eigenvectors=False)
     else:
         return {"library": label, "error": f"unknown memory run {library!r}"}
-    return {"library": label, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    out = {"library": label, "peak_rss_mb": round(peak_rss_mb(), 1)}
+    if device().type == "cuda":  # the memory that counts there: the device's
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device()) / 2**20, 1)
+    return out
 
 
 def peak_rss_mb() -> float:
@@ -896,10 +1068,22 @@ def report(all_results: dict[str, dict[str, Any]], quick: bool) -> list[str]:
             lines += slq_lines(res)
         if res.get("products"):
             lines += products_lines(res["products"])
+        if res.get("step"):
+            lines += step_lines(res["step"])
+        if res.get("skipped_tasks"):
+            lines += [f"Tasks not run on this case: {', '.join(res['skipped_tasks'])}.", ""]
         if res.get("memory"):
-            lines += ["| peak memory (fresh process) | MB |", "|---|---|"]
+            cuda = any("peak_cuda_mb" in r for r in res["memory"])
+            lines += (
+                ["| peak memory (fresh process) | CUDA MB (allocated) | RSS MB |", "|---|---|---|"]
+                if cuda
+                else ["| peak memory (fresh process) | MB |", "|---|---|"]
+            )
             for r in res["memory"]:
-                lines.append(f"| {r['library']} | {r.get('peak_rss_mb', r.get('error'))} |")
+                cells = [r.get("peak_rss_mb", r.get("error"))]
+                if cuda:
+                    cells.insert(0, r.get("peak_cuda_mb", r.get("error")))
+                lines.append(f"| {r['library']} | " + " | ".join(map(str, cells)) + " |")
             lines += [
                 "",
                 "Peak resident memory of a fresh process that builds the case and runs top-1 "
@@ -1016,7 +1200,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", nargs="+", default=None, choices=CASES)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--out", default="benchmarks/results/")
-    parser.add_argument("--device", default="cpu", choices=["cpu"], help="CUDA: not yet wired")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=DEVICES,
+        help="where cases and products run; cuda adds preresnet110 to the default cases",
+    )
     parser.add_argument(
         "--memory-child", nargs=2, metavar=("CASE", "LIBRARY"), help=argparse.SUPPRESS
     )
@@ -1031,6 +1220,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-peers", action="store_true", help="curvscope only (skip peers)")
     parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Lanczos steps timed by the step task (default 10; 3 on preresnet110)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=None,
@@ -1038,6 +1233,7 @@ def main(argv: list[str] | None = None) -> None:
         "(default 3; 1 with --quick)",
     )
     args = parser.parse_args(argv)
+    set_device(args.device)
     _peers.disable(args.no_peers)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.quick)))
@@ -1045,11 +1241,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.products_child:
         print(json.dumps(product_child(*args.products_child, args.quick)))
         return
-    cases = args.cases or (["digits_mlp", "cnn"] if args.quick else list(CASES))
+    if args.cases:
+        cases = args.cases
+    elif args.quick:
+        cases = ["digits_mlp", "cnn"]
+    else:  # the big cases by default only on CUDA (PreResNet-110 on 50,000 samples)
+        cases = [c for c in CASES if c not in BIG_CASES or device().type == "cuda"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for name in cases:
+        tasks = [t for t in args.tasks if t in BIG_CASES.get(name, TASKS)]
         case = build_case(name, args.quick)
         case["name"] = name + ("_quick" if args.quick else "")
         size = sum(p.numel() for p in case["model"].parameters())
@@ -1057,9 +1259,10 @@ def main(argv: list[str] | None = None) -> None:
             "P": size,
             "N": len(case["x"]),
             "batches": len(split(case["x"], case["y"], case["batch_size"])),
+            "skipped_tasks": [t for t in args.tasks if t not in tasks],
         }
         exact = None
-        if {"topk", "trace", "slq"} & set(args.tasks):
+        if {"topk", "trace", "slq"} & set(tasks):
             if args.quick and size > EXACT_LIMIT:
                 res["truth"], res["truth_kind"] = (
                     np.full(10, np.nan),
@@ -1070,22 +1273,24 @@ def main(argv: list[str] | None = None) -> None:
         else:
             res["truth"], res["truth_kind"] = np.full(10, np.nan), "not needed"
         have_truth = bool(np.isfinite(res["truth"]).all())
-        if "topk" in args.tasks and have_truth:
+        if "topk" in tasks and have_truth:
             res["topk"] = task_topk(case, res["truth"], args.quick)
-        if "trace" in args.tasks and exact is not None:
+        if "trace" in tasks and exact is not None:
             res["trace_truth"] = float(exact.sum())
             res["trace"] = task_trace(case, res["trace_truth"], args.quick)
-        if "slq" in args.tasks and exact is not None:
+        if "slq" in tasks and exact is not None:
             slq_res = task_slq(case, exact, args.quick, args.repeats)
             res["slq"] = slq_res["grid"] + slq_res["goal"]
             res["slq_goal"] = slq_res["summary"]
             res["slq_setting"] = slq_res["setting"]
-        if "products" in args.tasks:
+        if "products" in tasks:
             res["products"] = task_products(
                 case, args.quick, args.repeats, fresh=args.fresh_products
             )
-        if "memory" in args.tasks:
+        if "memory" in tasks:
             res["memory"] = task_memory(name, args.quick)
+        if "step" in tasks:
+            res["step"] = task_step(case, args.quick, args.steps)
         figure = plot(name, res, out, args.device)
         res["figure"] = str(figure) if figure else None
         results[name] = res

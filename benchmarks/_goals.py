@@ -103,11 +103,12 @@ def _batched_block(results: Results) -> tuple[str, str]:
         return "not measured", "not measured"
     measured = f"{row['gp_per_column']:.2f} gp per column"
     verdicts = [_at_most(row["gp_per_column"], 2.0)]
-    if off and on and "peak_rss_mb" in off and "peak_rss_mb" in on:
-        measured += (
-            f"; peak {off['peak_rss_mb']:.0f} MB vs cached single column {on['peak_rss_mb']:.0f} MB"
-        )
-        verdicts.append(_at_most(off["peak_rss_mb"] / on["peak_rss_mb"], 1.0))
+    # on CUDA the device's peak allocation is the memory that counts; on the CPU the RSS
+    key = "peak_cuda_mb" if on and "peak_cuda_mb" in on else "peak_rss_mb"
+    if off and on and key in off and key in on:
+        kind = "CUDA " if key == "peak_cuda_mb" else ""
+        measured += f"; peak {kind}{off[key]:.0f} MB vs cached single column {on[key]:.0f} MB"
+        verdicts.append(_at_most(off[key] / on[key], 1.0))
     else:
         measured += "; peak memory not measured (memory task)"
         verdicts.append("memory not measured")

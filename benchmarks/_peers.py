@@ -13,7 +13,6 @@ Products are counted by wrapping each peer's own product function (PyHessian's
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks._device import clock, device
 from benchmarks.spectral import split
 
 PEERS = Path(__file__).resolve().parent.parent / "build" / "peers"
@@ -76,11 +76,12 @@ def pyhessian_computer(ph: Any, case: dict[str, Any]) -> Any:
     """``pyhessian.hessian`` on the case: ``data=`` for one batch (one kept graph, built here),
     ``dataloader=`` for several (a forward and a create-graph backward per batch per product)."""
     batches = split(case["x"], case["y"], case["batch_size"])
+    cuda = device().type == "cuda"  # PyHessian moves the data with .cuda() itself
     if len(batches) == 1:
         return ph.hessian(
-            case["model"], nn.CrossEntropyLoss(), data=(case["x"], case["y"]), cuda=False
+            case["model"], nn.CrossEntropyLoss(), data=(case["x"], case["y"]), cuda=cuda
         )
-    return ph.hessian(case["model"], nn.CrossEntropyLoss(), dataloader=batches, cuda=False)
+    return ph.hessian(case["model"], nn.CrossEntropyLoss(), dataloader=batches, cuda=cuda)
 
 
 @contextmanager
@@ -92,10 +93,10 @@ def pyhessian_counter(ph: Any, comp: Any | None = None) -> Iterator[list[float]]
 
     def counting(fn: Any) -> Any:
         def counted(*args: Any) -> Any:
-            tick = time.perf_counter()
+            tick = clock()
             out = fn(*args)
             count[0] += 1
-            count[1] += time.perf_counter() - tick
+            count[1] += clock() - tick
             return out
 
         return counted
@@ -130,10 +131,10 @@ def curvlinops_operator(cl: Any, case: dict[str, Any]) -> tuple[Any, list[float]
     original = op._matmat
 
     def counted(block: list[torch.Tensor]) -> list[torch.Tensor]:
-        tick = time.perf_counter()
+        tick = clock()
         out = original(block)
         count[0] += int(block[0].shape[-1])
-        count[1] += time.perf_counter() - tick
+        count[1] += clock() - tick
         return out
 
     op._matmat = counted
@@ -153,8 +154,8 @@ def curvlinops_quadrature(
         torch.manual_seed(seed)
         for _ in range(probes):
             evals, evecs = fast_lanczos(op, steps)
-            nodes.append(evals.double().numpy())
-            weights.append((evecs[0].double() ** 2).numpy() / probes)
+            nodes.append(evals.double().cpu().numpy())
+            weights.append((evecs[0].double() ** 2).cpu().numpy() / probes)
     return np.concatenate(nodes), np.concatenate(weights)
 
 
@@ -167,6 +168,6 @@ def curvlinops_grid_density(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         grid, density = cl.lanczos_approximate_spectrum(op, steps, num_repeats=probes)
-    grid = grid.double().numpy()
-    mass = density.double().numpy().clip(min=0) * (grid[1] - grid[0])
+    grid = grid.double().cpu().numpy()
+    mass = density.double().cpu().numpy().clip(min=0) * (grid[1] - grid[0])
     return grid, mass / mass.sum()

@@ -104,3 +104,65 @@ def test_fresh_products_run_each_variant_in_its_own_process(bench, monkeypatch) 
     # One real child: a fresh process times the gradient pass of the quick case.
     out = real_child(["--products-child", "digits_mlp", "gp"], True)
     assert out["key"] == "gp" and out["seconds"] > 0 and "unit gp" in out["note"]
+
+
+def test_cuda_is_refused_with_a_message_where_there_is_none(bench) -> None:
+    if bench.torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit, match=r"--device cuda: no CUDA device is available"):
+        bench.main(["--device", "cuda", "--cases", "digits_mlp", "--quick"])
+    assert bench.device().type == "cpu"
+
+
+def test_the_device_reaches_cases_children_and_the_clock(bench, monkeypatch) -> None:
+    """The CUDA path's wiring, checked on the CPU: the case lives on ``device()`` (``meta``
+    stands in for a GPU), children get ``--device``, and the clock waits for CUDA kernels."""
+    import benchmarks._device as dev
+
+    monkeypatch.setattr(dev, "_device", bench.torch.device("meta"))
+    case = bench.build_case("cnn", True)
+    assert {p.device.type for p in case["model"].parameters()} == {"meta"}
+    assert case["x"].device.type == case["y"].device.type == "meta"
+    seen: list[list[str]] = []
+
+    class Done:
+        stdout, stderr = '{"key": "gp"}\n', ""
+
+    def run(cmd, **kwargs):
+        seen.append(cmd)
+        return Done()
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    assert bench._child(["--products-child", "cnn", "gp"], True) == {"key": "gp"}
+    assert seen[0][seen[0].index("--device") + 1] == "meta"
+    synced: list[object] = []
+    monkeypatch.setattr(dev, "_device", bench.torch.device("cuda", 0))
+    monkeypatch.setattr(bench.torch.cuda, "synchronize", lambda d=None: synced.append(d))
+    first = dev.clock()
+    assert dev.clock() >= first and synced == [bench.torch.device("cuda", 0)] * 2
+
+
+def test_lanczos_step_task_on_preresnet110(bench, tmp_path) -> None:
+    """Issue 16's PreResNet-110 case (quick: 8 samples in batches of 4): seconds per Lanczos step
+    in gradient passes; the tasks that do not apply to it are named as not run."""
+    bench.main(
+        [
+            "--quick",
+            "--no-peers",
+            "--cases",
+            "preresnet110",
+            "--tasks",
+            "step",
+            "topk",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    text = (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "## preresnet110 (P = 1,146,842, N = 8, batches 2)" in text  # paper 000's net
+    row = re.search(r"\| curvscope lanczos \| (\d+) \| ([0-9.e+-]+) \| ([0-9.]+) \| (.*?) \|", text)
+    assert row is not None, text
+    assert int(row.group(1)) == 2 and float(row.group(2)) > 0 and float(row.group(3)) > 0
+    assert "batches' graphs cached" in row.group(4)
+    assert "| gradient pass (gp) | 1 |" in text
+    assert "Tasks not run on this case: topk." in text

@@ -109,3 +109,27 @@ def test_slq_accuracy_is_compared_over_neighbouring_step_counts(goals) -> None:
     slq["curvscope slq"]["w1_around"] = 1.1e-3  # 1.22x the peer's mean: not equal
     measured, verdict = _find(_verdicts(goals, results), "3x curvlinops")
     assert verdict.startswith("accuracy not equal: our W1 1.22x")
+
+
+def test_on_cuda_the_block_goal_compares_device_memory(goals) -> None:
+    """A CUDA run reports the device's peak allocation beside the RSS: the goal uses it."""
+    results = {
+        "cnn_batched": {
+            "products": [{"key": "nocache-10", "seconds": 1.0, "gp_per_column": 1.5}],
+            "memory": [
+                {
+                    "library": "curvscope products cache=off block=10",
+                    "peak_rss_mb": 900.0,
+                    "peak_cuda_mb": 1200.0,
+                },
+                {
+                    "library": "curvscope products cache=on block=1",
+                    "peak_rss_mb": 1000.0,
+                    "peak_cuda_mb": 1000.0,
+                },
+            ],
+        }
+    }
+    measured, verdict = _find(_verdicts(goals, results), "10-column block")
+    assert "peak CUDA 1200 MB vs cached single column 1000 MB" in measured
+    assert verdict == "missed by 1.20x (measured 1.2, goal <= 1)"
