@@ -97,23 +97,15 @@ def _build_case_cpu(name: str, quick: bool) -> dict[str, Any]:
         y = torch.randint(0, 10, (n,), generator=gen)
         batch = None if name == "cnn" else (8 if quick else 256)
         return {"model": model, "x": x, "y": y, "batch_size": batch}
-    if name == "preresnet20":
+    if name in ("preresnet20", "preresnet110"):
         from curvscope.models.preresnet import PreResNet
 
-        n = 16 if quick else 256
+        # (samples, batch size), full and quick: PreResNet-110 on 50,000 is for a GPU
+        sizes = {"preresnet20": ((256, None), (16, None)), "preresnet110": ((50_000, 500), (8, 4))}
+        n, batch = sizes[name][quick]
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = PreResNet(20, num_classes=10).eval()
-        x = torch.randn(n, 3, 32, 32, generator=gen)
-        y = torch.randint(0, 10, (n,), generator=gen)
-        return {"model": model, "x": x, "y": y, "batch_size": None}
-    if name == "preresnet110":  # issue 16: 50,000 CIFAR-shaped samples, meant for a GPU
-        from curvscope.models.preresnet import PreResNet
-
-        n, batch = (8, 4) if quick else (50_000, 500)
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = PreResNet(110, num_classes=10).eval()
+            model = PreResNet(int(name.removeprefix("preresnet")), num_classes=10).eval()
         x = torch.randn(n, 3, 32, 32, generator=gen)
         y = torch.randint(0, 10, (n,), generator=gen)
         return {"model": model, "x": x, "y": y, "batch_size": batch}
