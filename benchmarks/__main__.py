@@ -729,6 +729,7 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
             batches = split(case["x"], case["y"], case["batch_size"])
             loss = het.supervised_loss(nn.CrossEntropyLoss())
             op = het.HessianOperator(case["model"], batches, loss)
+            op @ torch.zeros(op.size, device=device())  # untimed, as for the other libraries
             tick = clock()
             het.lanczos(op, k=1, max_iter=steps, which="LA", seed=0, reorthogonalize=True)
             row("hessian-eigenthings lanczos", clock() - tick, steps, "k=1, max_iter=steps")
