@@ -40,6 +40,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -650,8 +651,11 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
     gp = _gradient_pass_seconds(case)
     rows = [{"library": "gradient pass (gp)", "steps": 1, "seconds": gp, "note": "the unit"}]
 
+    progress(f"{case['name']} step: gradient pass {gp:.4g} s")
+
     def row(library: str, seconds: float, done: int, note: str) -> None:
         rows.append({"library": library, "steps": done, "seconds": seconds / done, "note": note})
+        progress(f"{case['name']} step: {library} {seconds / done:.4g} s per step ({note})")
 
     def attempt(library: str, run: Any) -> None:
         try:
@@ -837,6 +841,7 @@ def task_products(
                 case["model"].zero_grad(set_to_none=True)
             if seconds is not None:
                 times[key].append(seconds)
+            progress(f"{case['name']} products {key}: {seconds} s per column ({notes[key][:80]})")
     gp = float(np.median(times["gp"]))
     ph = float(np.median(times["pyhessian"])) if times.get("pyhessian") else None
     rows = []
@@ -938,6 +943,7 @@ def task_memory(case_name: str, quick: bool) -> list[dict[str, Any]]:
     rows = []
     for library in runs:
         out = _child(["--memory-child", case_name, library], quick)
+        progress(f"{case_name} memory {library}: {out}")
         if "error" in out and "library" not in out:
             out = {"library": MEMORY_RUNS.get(library, library), "error": out["error"]}
         rows.append(out)
@@ -947,11 +953,26 @@ def task_memory(case_name: str, quick: bool) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------ report
 def machine() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (
+    text = (
         f"{platform.platform()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
         f"threads, Python {platform.python_version()}, load average {load[0]:.1f} at start"
     )
+    if device().type == "cuda":
+        props = torch.cuda.get_device_properties(device())
+        text += (
+            f"; GPU {props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA "
+            f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, TF32 in "
+            f"convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}, in matmul "
+            f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
+        )
+    return text
+
+
+def progress(message: str) -> None:
+    """One line on stdout, flushed, with the time: a long run (a GPU lease) shows how far it
+    got even when it is stopped before the report is written."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def reach(rows: list[dict[str, Any]], lib: str, k: int, target: float) -> str:
@@ -1288,8 +1309,9 @@ def main(argv: list[str] | None = None) -> None:
         res["figure"] = str(figure) if figure else None
         results[name] = res
         print(f"{name}: done", flush=True)
-    path = out / f"bench_{args.device}{'_quick' if args.quick else ''}.md"
-    path.write_text("\n".join(report(results, args.quick)) + "\n")
+        # after every case, so a run stopped part-way (a GPU lease's time limit) keeps its cases
+        path = out / f"bench_{args.device}{'_quick' if args.quick else ''}.md"
+        path.write_text("\n".join(report(results, args.quick)) + "\n")
     print(f"wrote {path}")
 
 

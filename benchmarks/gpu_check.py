@@ -2,8 +2,12 @@
 
 Runs in float64 (1e-10 relative) and float32 (1e-4) on a small CNN with BatchNorm and on an MLP
 with LayerNorm, with cross-entropy and MSE, and checks that a seed gives the same SLQ probes and
-nodes on both devices. Usage: ``python benchmarks/gpu_check.py`` on a machine with a GPU.
-Not a unit test (CI has no GPU); the CPU paths are tested in tests/.
+nodes on both devices. float32 runs with TF32 off (the pass/fail check) and on (torch's default
+for cuDNN convolutions: reported, not judged). Then, on the benchmark's small CNN (P = 155k,
+N = 256), the float32 product's error against the float64 product on the GPU and its time, with
+TF32 on and off: what a user's default float32 GPU run gets. Usage: ``python
+benchmarks/gpu_check.py`` on a machine with a GPU. Not a unit test (CI has no GPU); the CPU
+paths are tested in tests/.
 """
 
 from __future__ import annotations
@@ -50,9 +54,14 @@ def main() -> int:
             ("ce", nn.CrossEntropyLoss(), y_cls),
             ("mse", nn.MSELoss(), y_reg),
         ):
-            for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+            for dtype, tol, tf32 in (
+                (torch.float64, 1e-10, False),
+                (torch.float32, 1e-4, False),
+                (torch.float32, None, True),
+            ):
                 for cls in OPERATORS.values():
                     results = {}
+                    _set_tf32(tf32)
                     for device in ("cpu", "cuda"):
                         m = model.to(device=device, dtype=dtype).eval()
                         yy = y.to(device, dtype) if y.is_floating_point() else y.to(device)
@@ -63,11 +72,16 @@ def main() -> int:
                         results[device] = ((op @ block).cpu(), op.report.chosen)
                     ref = results["cpu"][0]
                     err = float((results["cuda"][0] - ref).abs().max() / ref.abs().max())
-                    worst = max(worst, err / tol)
-                    status = "ok" if err <= tol else "FAIL"
+                    if tol is None:
+                        status = "info"
+                    else:
+                        worst = max(worst, err / tol)
+                        status = "ok" if err <= tol else "FAIL"
+                    label = f"{dtype}{'+tf32' if tf32 else ''}"
                     print(
-                        f"{status:4s} {name:14s} {loss_name:4s} {dtype!s:14s} {cls.__name__:28s} rel.err {err:.2e}  cuda methods {results['cuda'][1]}"
+                        f"{status:4s} {name:14s} {loss_name:4s} {label:19s} {cls.__name__:28s} rel.err {err:.2e}  cuda methods {results['cuda'][1]}"
                     )
+    _set_tf32(False)
     model = _models()["cnn-bn"].double()
     nodes = {}
     for device in ("cpu", "cuda"):
@@ -77,9 +91,64 @@ def main() -> int:
         nodes[device] = slq(op, num_steps=20, num_probes=2, seed=3).nodes
     slq_err = float(abs(torch.as_tensor(nodes["cpu"]) - torch.as_tensor(nodes["cuda"])).max())
     print(f"slq nodes cpu vs cuda (same seed, float64): max difference {slq_err:.2e}")
+    tf32_on_small_cnn()
     ok = worst <= 1.0 and slq_err < 1e-8
     print("ALL OK" if ok else "FAILURES")
     return 0 if ok else 1
+
+
+#: torch's TF32 switches as this process found them (cuDNN convolutions, matmul)
+TF32_DEFAULTS = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+
+def _set_tf32(on: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = on
+    torch.backends.cuda.matmul.allow_tf32 = on
+
+
+def tf32_on_small_cnn() -> None:
+    """The benchmark's small CNN (eval BatchNorm), N = 256 in one batch, on the GPU: relative
+    error of the float32 Hessian product (4 columns) against the float64 one, and seconds per
+    product (median of 5 after a warm-up), with TF32 off and on; torch's defaults printed."""
+    import time
+
+    from benchmarks.spectral import small_cnn
+
+    print(
+        f"torch defaults: TF32 in cuDNN convolutions {TF32_DEFAULTS[0]}, in matmul "
+        f"{TF32_DEFAULTS[1]}"
+    )
+    gen = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = small_cnn().eval()
+    x = torch.randn(256, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (256,), generator=gen)
+    size = sum(p.numel() for p in model.parameters())
+    block = torch.randn(size, 4, generator=gen, dtype=torch.float64)
+    m64 = model.to("cuda", torch.float64)
+    truth = (
+        HessianOperator(m64, nn.CrossEntropyLoss(), (x.cuda().double(), y.cuda())) @ block.cuda()
+    )
+    m32 = model.to("cuda", torch.float32)
+    for tf32 in (False, True):
+        _set_tf32(tf32)
+        op = HessianOperator(m32, nn.CrossEntropyLoss(), (x.cuda(), y.cuda()))
+        got = op @ block.cuda().float()
+        times = []
+        for _ in range(5):
+            torch.cuda.synchronize()
+            tick = time.perf_counter()
+            op @ block.cuda().float()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - tick)
+        err = float((got.double() - truth).norm() / truth.norm())
+        print(
+            f"small CNN P={size} N=256 float32 TF32 {'on ' if tf32 else 'off'}: rel.err vs "
+            f"float64 {err:.2e}, {sorted(times)[2] * 1e3:.2f} ms per 4-column product "
+            f"(rewrite {op.report.rewrite}, method {sorted(set(op.report.chosen.values()))})"
+        )
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = TF32_DEFAULTS
 
 
 if __name__ == "__main__":

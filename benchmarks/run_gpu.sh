@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The GPU run of issue 16 in one short lease (device: one H200), ordered so that a run stopped by
+# the lease's limit keeps what it finished: the correctness check, the small CNN cases, then
+# PreResNet-110 on 50,000 samples. Each part has its own time limit; logs and tables go to $OUT
+# (or benchmarks/results/gpu/ when OUT is unset). Usage: bash benchmarks/run_gpu.sh [STEPS]
+set -u
+OUT=${OUT:-benchmarks/results/gpu}
+mkdir -p "$OUT/cnn" "$OUT/big"
+export PYTHONUNBUFFERED=1 PYTHONPATH=src:.:build/peers
+STEPS=${1:-1}
+run() { local limit=$1; shift; echo "== $(date +%T) $* (limit ${limit}s)"; timeout "$limit" "$@"; echo "== $(date +%T) exit $?"; }
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+  python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
+  run 100 python3 benchmarks/gpu_check.py
+  run 170 python3 -W ignore -m benchmarks --device cuda --cases cnn cnn_batched \
+    --tasks products step memory --repeats 1 --out "$OUT/cnn"
+  run 290 python3 -W ignore -m benchmarks --device cuda --cases preresnet110 --tasks step \
+    --steps "$STEPS" --out "$OUT/big"
+} 2>&1 | tee "$OUT/log"
