@@ -51,7 +51,7 @@ from torch import nn
 
 from benchmarks import _peers
 from benchmarks import topk as topk_mod
-from benchmarks._device import DEVICES, clock, device, set_device, to_device
+from benchmarks._device import DEVICES, clock, device, set_device, tf32, to_device
 from benchmarks._goals import goal_lines
 from benchmarks._peers import (
     curvlinops_grid_density,
@@ -121,7 +121,7 @@ def operator(case: dict[str, Any], **options: Any) -> Any:
         nn.CrossEntropyLoss(),
         (case["x"], case["y"]),
         batch_size=case["batch_size"],
-        **options,
+        **{"allow_tf32": tf32(), **options},
     )
 
 
@@ -865,6 +865,8 @@ def task_products(
 def _child(args: list[str], quick: bool) -> dict[str, Any]:
     """Run ``python -m benchmarks ARGS`` in a fresh process; its last stdout line, as JSON."""
     cmd = [sys.executable, "-m", "benchmarks", *args, "--device", device().type]
+    if tf32():
+        cmd.append("--tf32")
     if quick:
         cmd.append("--quick")
     if peer("pyhessian") is None and peer("curvlinops") is None:
@@ -1221,6 +1223,12 @@ def main(argv: list[str] | None = None) -> None:
         help="where cases and products run; cuda adds preresnet110 to the default cases",
     )
     parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA: leave torch's TF32 switches as they are for every library and pass "
+        "allow_tf32=True to curvscope (default: IEEE float32 for all)",
+    )
+    parser.add_argument(
         "--memory-child", nargs=2, metavar=("CASE", "LIBRARY"), help=argparse.SUPPRESS
     )
     parser.add_argument(
@@ -1247,7 +1255,7 @@ def main(argv: list[str] | None = None) -> None:
         "(default 3; 1 with --quick)",
     )
     args = parser.parse_args(argv)
-    set_device(args.device)
+    set_device(args.device, tf32=args.tf32)
     _peers.disable(args.no_peers)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.quick)))

@@ -12,15 +12,23 @@ import time
 
 import torch
 
-__all__ = ["clock", "device", "set_device", "to_device"]
+from curvscope._precision import disable_tf32
+
+__all__ = ["clock", "device", "set_device", "tf32", "to_device"]
 
 DEVICES = ("cpu", "cuda")
 _device = torch.device("cpu")
+_tf32 = False
 
 
-def set_device(name: str) -> torch.device:
-    """Select ``"cpu"`` or ``"cuda"`` (the current CUDA device); refuse CUDA without one."""
-    global _device
+def set_device(name: str, tf32: bool = False) -> torch.device:
+    """Select ``"cpu"`` or ``"cuda"`` (the current CUDA device); refuse CUDA without one.
+
+    On CUDA every library computes in IEEE float32 unless ``tf32`` (``--tf32``): torch's
+    default runs float32 convolutions in TF32 (6e-3 relative error in a CNN's Hessian product
+    on an H200, benchmarks/results/gpu_h200_run.log) and curvscope turns TF32 off for its own
+    products, so the peers must too for the comparison to be at equal precision."""
+    global _device, _tf32
     if name not in DEVICES:
         raise SystemExit(f"--device must be one of {DEVICES}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
@@ -32,12 +40,20 @@ def set_device(name: str) -> torch.device:
     _device = (
         torch.device(name, torch.cuda.current_device()) if name == "cuda" else torch.device(name)
     )
+    _tf32 = tf32
+    if name == "cuda" and not tf32:
+        disable_tf32()
     return _device
 
 
 def device() -> torch.device:
     """The device the cases and every vector of the benchmark live on."""
     return _device
+
+
+def tf32() -> bool:
+    """Whether ``--tf32`` was given: curvscope's operators then get ``allow_tf32=True``."""
+    return _tf32
 
 
 def to_device(tensor: torch.Tensor) -> torch.Tensor:

@@ -109,7 +109,9 @@ def _set_tf32(on: bool) -> None:
 def tf32_on_small_cnn() -> None:
     """The benchmark's small CNN (eval BatchNorm), N = 256 in one batch, on the GPU: relative
     error of the float32 Hessian product (4 columns) against the float64 one, and seconds per
-    product (median of 5 after a warm-up), with TF32 off and on; torch's defaults printed."""
+    product (median of 5 after a warm-up), with torch's TF32 switches off, on (the engine
+    turns them off for its products: the error must equal the first line's), and on with
+    ``allow_tf32=True``; torch's defaults printed."""
     import time
 
     from benchmarks.spectral import small_cnn
@@ -131,9 +133,10 @@ def tf32_on_small_cnn() -> None:
         HessianOperator(m64, nn.CrossEntropyLoss(), (x.cuda().double(), y.cuda())) @ block.cuda()
     )
     m32 = model.to("cuda", torch.float32)
-    for tf32 in (False, True):
+    # torch's switches, the operator's allow_tf32: the engine keeps float32 unless allowed
+    for tf32, allow in ((False, False), (True, False), (True, True)):
         _set_tf32(tf32)
-        op = HessianOperator(m32, nn.CrossEntropyLoss(), (x.cuda(), y.cuda()))
+        op = HessianOperator(m32, nn.CrossEntropyLoss(), (x.cuda(), y.cuda()), allow_tf32=allow)
         got = op @ block.cuda().float()
         times = []
         for _ in range(5):
@@ -144,7 +147,8 @@ def tf32_on_small_cnn() -> None:
             times.append(time.perf_counter() - tick)
         err = float((got.double() - truth).norm() / truth.norm())
         print(
-            f"small CNN P={size} N=256 float32 TF32 {'on ' if tf32 else 'off'}: rel.err vs "
+            f"small CNN P={size} N=256 float32, torch TF32 {'on ' if tf32 else 'off'}, "
+            f"allow_tf32={allow!s:5s}: rel.err vs "
             f"float64 {err:.2e}, {sorted(times)[2] * 1e3:.2f} ms per 4-column product "
             f"(rewrite {op.report.rewrite}, method {sorted(set(op.report.chosen.values()))})"
         )

@@ -45,7 +45,7 @@ class GradientCovarianceOperator(OutputSpaceOperator):
         if self._mean_gradient is None:
             total = torch.zeros(self.layout.size, dtype=self.dtype, device=self.device)
             count = 0
-            with self._model_mode():
+            with self._full_float32(), self._model_mode():
                 for batch in self._batches():
                     fn = self.model_fn(batch.inputs)
                     with torch.enable_grad():

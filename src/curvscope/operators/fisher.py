@@ -68,7 +68,7 @@ class FisherOperator(OutputSpaceOperator):
             ``(seed, rank, j)``, so every product sees the same matrix.
         model, loss_fn, data, params, num_data, dtype, batch_size, batch_size_fn,
             check_deterministic, verify, method, cache, cache_memory, train_mode, progress, rewrite,
-            compile, block_memory: as for
+            compile, block_memory, allow_tf32: as for
             :class:`~curvscope.operators.curvature.CurvatureOperator`.
 
     Label smoothing changes the loss, not the model's likelihood: the Fisher of a label-smoothed
@@ -98,6 +98,7 @@ class FisherOperator(OutputSpaceOperator):
         rewrite: str | None = "auto",
         compile: CompileMode = False,
         block_memory: int | str = "auto",
+        allow_tf32: bool = False,
     ) -> None:
         super().__init__(
             model,
@@ -118,6 +119,7 @@ class FisherOperator(OutputSpaceOperator):
             rewrite=rewrite,
             compile=compile,
             block_memory=block_memory,
+            allow_tf32=allow_tf32,
         )
         if mc_samples is not None:
             mc_samples = check_int(

@@ -76,7 +76,7 @@ def verify_engine(
     results: dict[str, dict[str, str]] = {}
     for cls in operators:
         op = cls(model, loss_fn, data, **kwargs)
-        with op._model_mode():
+        with op._full_float32(), op._model_mode():
             report = verify_methods(op, op.source.first_batch())
         name = cls.__name__.removesuffix("Operator").lower()
         results[name] = dict(report.verified)
