@@ -63,6 +63,7 @@ from benchmarks._peers import (
     shim_torch_eig,
 )
 from benchmarks.spectral import small_cnn, split
+from curvscope._memory import tune_allocator
 
 CASES = ("digits_mlp", "cnn", "cnn_batched", "preresnet20", "preresnet110")
 TASKS = ("topk", "trace", "slq", "products", "memory", "step")
@@ -960,6 +961,7 @@ def machine() -> str:
         f"{os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
         f"threads, Python {platform.python_version()}, load average {load[0]:.1f} at start"
     )
+    text += f"; CPU allocator: {ALLOCATOR[0]}"
     if device().type == "cuda":
         props = torch.cuda.get_device_properties(device())
         text += (
@@ -969,6 +971,10 @@ def machine() -> str:
             f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
         )
     return text
+
+
+#: what :func:`curvscope._memory.tune_allocator` did in this process (set in ``main``)
+ALLOCATOR = ["not set"]
 
 
 def progress(message: str) -> None:
@@ -1223,6 +1229,12 @@ def main(argv: list[str] | None = None) -> None:
         help="where cases and products run; cuda adds preresnet110 to the default cases",
     )
     parser.add_argument(
+        "--reuse-allocator",
+        action="store_true",
+        help="CPU: raise glibc's malloc thresholds for every library from the start "
+        "(CURVSCOPE_ALLOCATOR=reuse; faster, more resident memory); default: glibc's defaults",
+    )
+    parser.add_argument(
         "--tf32",
         action="store_true",
         help="CUDA: leave torch's TF32 switches as they are for every library and pass "
@@ -1256,6 +1268,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     set_device(args.device, tf32=args.tf32)
+    if args.reuse_allocator:  # children inherit it
+        os.environ["CURVSCOPE_ALLOCATOR"] = "reuse"
+    # every library in the allocator state curvscope's first CPU product would set
+    ALLOCATOR[0] = tune_allocator("cpu")
     _peers.disable(args.no_peers)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.quick)))

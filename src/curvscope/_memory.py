@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import re
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["available_memory", "format_bytes", "parse_bytes", "release_freed_memory"]
+from curvscope.errors import InputError
+
+__all__ = [
+    "available_memory",
+    "format_bytes",
+    "parse_bytes",
+    "release_freed_memory",
+    "tune_allocator",
+]
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
@@ -86,3 +95,87 @@ def release_freed_memory(device: torch.device | str) -> bool:
         return False
     trim(0)
     return True
+
+
+#: glibc ``mallopt`` parameters (malloc.h) and the value both thresholds are raised to (the
+#: largest ``mallopt`` takes: an ``int``)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+ALLOCATOR_THRESHOLD = 2**31 - 1
+#: environment settings that mean the user chose the allocator's policy themselves
+_ALLOCATOR_ENV = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_MMAP_MAX_",
+)
+_allocator_state: str | None = None
+
+
+@functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, or ``None`` where the C library has none."""
+    try:
+        fn = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+def tune_allocator(device: torch.device | str) -> str:
+    """Opt-in (``CURVSCOPE_ALLOCATOR=reuse``): raise glibc's mmap and trim thresholds for this
+    process, once, before the first CPU product.
+
+    glibc serves allocations above its mmap threshold (dynamic, at most 32 MiB) with fresh
+    ``mmap`` pages and unmaps them on ``free``, so every product re-faults and zeroes the pages
+    of its large intermediates (a CNN's activations: 256 x 48 x 32 x 32 floats are 50 MB), and
+    it trims the heap's top whenever 128 KiB are free at it. With both thresholds raised
+    (``mallopt``, to 2 GiB) freed blocks are reused instead. Measured on issue 16's CNNs
+    (2 cores, ``benchmarks/results/bench_cpu_allocator.md``): on one batch of 256 curvscope's
+    default product 0.46 -> 0.31 s, PyHessian's 1.03 -> 0.39 s, a gradient pass 0.22 -> 0.15 s;
+    but on N = 2048 in batches the peak resident memory rises 10-50 % (a 10-column block
+    without the graph cache 1717 -> 2579 MB, above the cached single column's 2485 MB), as the
+    heap keeps what it reused. Hence opt-in: speed for memory.
+
+    Process-wide, so even when asked it is skipped where the process chose the policy itself
+    (any of ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
+    ``MALLOC_MMAP_MAX_`` or a ``glibc.malloc`` tunable set, or jemalloc / tcmalloc / mimalloc
+    in ``LD_PRELOAD``) and off glibc; only for CPU devices. Returns what was done, the same
+    string for every later call: ``"system"`` (glibc's defaults), ``"reuse: glibc thresholds
+    raised"`` or ``"system: <why reuse was not applied>"``. Any other value of
+    ``CURVSCOPE_ALLOCATOR`` than ``reuse`` or ``system`` raises :class:`InputError`.
+    """
+    global _allocator_state
+    if _allocator_state is not None:
+        return _allocator_state
+    if torch.device(device).type != "cpu":
+        return "system: not a CPU device"  # not remembered: a later CPU operator still tunes
+    env = os.environ
+    choice = env.get("CURVSCOPE_ALLOCATOR", "").strip().lower()
+    if choice not in ("", "system", "reuse"):
+        raise InputError(
+            f"CURVSCOPE_ALLOCATOR must be 'reuse' (raise glibc's malloc thresholds: faster CPU "
+            f"products, more resident memory) or 'system', got {env['CURVSCOPE_ALLOCATOR']!r}; "
+            "unset it for glibc's defaults"
+        )
+    preload = env.get("LD_PRELOAD", "").lower()
+    if choice != "reuse":
+        state = "system"
+    elif any(key in env for key in _ALLOCATOR_ENV) or "glibc.malloc" in env.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        state = "system: the process sets glibc's malloc parameters itself"
+    elif any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc")):
+        state = "system: another allocator is preloaded"
+    else:
+        mallopt = _mallopt()
+        if mallopt is None:
+            state = "system: not glibc"
+        elif mallopt(M_MMAP_THRESHOLD, ALLOCATOR_THRESHOLD) and mallopt(
+            M_TRIM_THRESHOLD, ALLOCATOR_THRESHOLD
+        ):
+            state = "reuse: glibc thresholds raised"
+        else:
+            state = "system: mallopt refused the thresholds"
+    _allocator_state = state
+    return state

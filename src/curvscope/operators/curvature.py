@@ -32,6 +32,7 @@ from curvscope._memory import (
     format_bytes,
     parse_bytes,
     release_freed_memory,
+    tune_allocator,
 )
 from curvscope._precision import full_float32
 from curvscope._validate import check_int
@@ -97,6 +98,8 @@ class EngineReport:
     compile_timing: CompileTiming = field(default_factory=CompileTiming)
     #: block products on uncached batches: budget, memory model, sub-block size per method
     blocks: BlockMemoryReport = field(default_factory=BlockMemoryReport)
+    #: the CPU allocator policy products ran with (:func:`curvscope._memory.tune_allocator`)
+    allocator: str = ""
 
     def usable(self, methods: Sequence[str]) -> list[str]:
         return [m for m in methods if self.verified.get(m, "ok") == "ok"]
@@ -455,6 +458,7 @@ class CurvatureOperator(SymmetricOperator):
     def _first_use(self) -> None:
         if self._checked:
             return
+        self.report.allocator = tune_allocator(self._device)
         first = self.source.first_batch()
         small = first.head(DETERMINISM_SAMPLES)
         outputs = self._forward_checked(small)
