@@ -133,3 +133,18 @@ def test_on_cuda_the_block_goal_compares_device_memory(goals) -> None:
     measured, verdict = _find(_verdicts(goals, results), "10-column block")
     assert "peak CUDA 1200 MB vs cached single column 1000 MB" in measured
     assert verdict == "missed by 1.20x (measured 1.2, goal <= 1)"
+
+
+def test_item_2_compares_top_k_with_the_same_operators_op_at_v(goals) -> None:
+    """With the ``topk-own`` row (the top-k operator's op @ v right after its run) the goal
+    uses it, not the default variant timed in another allocator state."""
+    rows = [
+        {"key": "default", "seconds": 0.33, "gp_per_column": 1.2},
+        {"key": "topk", "seconds": 0.46, "gp_per_column": 1.7},
+        {"key": "topk-own", "seconds": 0.45, "gp_per_column": 1.6},
+    ]
+    measured, verdict = _find(_verdicts(goals, {"cnn": {"products": rows}}), "engine's own")
+    assert measured == "1.02x the same operator's op @ v" and verdict == "met"
+    rows[2]["seconds"] = 0.40  # 1.15x: missed
+    measured, verdict = _find(_verdicts(goals, {"cnn": {"products": rows}}), "engine's own")
+    assert measured.startswith("1.15x") and verdict.startswith("missed")

@@ -133,7 +133,7 @@ def tune_allocator(device: torch.device | str) -> str:
     (``mallopt``, to 2 GiB) freed blocks are reused instead. Measured on issue 16's CNNs
     (2 cores, ``benchmarks/results/bench_cpu_allocator.md``): on one batch of 256 curvscope's
     default product 0.46 -> 0.31 s, PyHessian's 1.03 -> 0.39 s, a gradient pass 0.22 -> 0.15 s;
-    but on N = 2048 in batches the peak resident memory rises 10-50 % (a 10-column block
+    but on N = 2048 in batches the peak resident memory rises 9-50 % (a 10-column block
     without the graph cache 1717 -> 2579 MB, above the cached single column's 2485 MB), as the
     heap keeps what it reused. Hence opt-in: speed for memory.
 
