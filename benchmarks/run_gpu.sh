@@ -3,14 +3,14 @@
 # the lease's limit keeps what it finished: the correctness check, the small CNN cases, then
 # PreResNet-110 on 50,000 samples. Each part has its own time limit; logs and tables go to $OUT
 # (or benchmarks/results/gpu/ when OUT is unset).
-# Usage: bash benchmarks/run_gpu.sh [STEPS] [PARTS]   (PARTS: any of "check cnn big", quoted)
+# Usage: bash benchmarks/run_gpu.sh [STEPS] [PARTS]   (PARTS: any of "check solver cnn big")
 # e.g. bash benchmarks/run_gpu.sh 1 big   (PreResNet-110 alone, up to 540 s)
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT/cnn" "$OUT/big"
 export PYTHONUNBUFFERED=1 PYTHONPATH=src:.:build/peers
 STEPS=${1:-1}
-PARTS=${2:-check cnn big}
+PARTS=${2:-check solver cnn big}
 BIG_LIMIT=290
 [ "$PARTS" = big ] && BIG_LIMIT=540
 run() {
@@ -23,6 +23,7 @@ run() {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
   python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__)"
   case " $PARTS " in *" check "*) run 100 python3 benchmarks/gpu_check.py ;; esac
+  case " $PARTS " in *" solver "*) run 60 python3 -m benchmarks.solver_overhead --device cuda ;; esac
   case " $PARTS " in *" cnn "*) run 170 python3 -W ignore -m benchmarks --device cuda \
     --cases cnn cnn_batched --tasks products step memory --repeats 1 --out "$OUT/cnn" ;; esac
   case " $PARTS " in *" big "*) run "$BIG_LIMIT" python3 -W ignore -m benchmarks --device cuda \

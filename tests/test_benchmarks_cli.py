@@ -166,3 +166,14 @@ def test_lanczos_step_task_on_preresnet110(bench, tmp_path) -> None:
     assert "batches' graphs cached" in row.group(4)
     assert "| gradient pass (gp) | 1 |" in text
     assert "Tasks not run on this case: topk." in text
+
+
+def test_solver_overhead_finds_the_planted_top_and_times_it(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from benchmarks import solver_overhead
+
+    solver_overhead.set_device("cpu")
+    out = solver_overhead.measure(2000, 1, 1)
+    assert abs(out["top"] - 10.0) < 1e-4  # the planted outlier, to the solver's tolerance
+    assert out["products"] >= 2
+    assert out["ms_per_product_in_solver"] > out["ms_bare_product"] > 0
