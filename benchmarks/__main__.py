@@ -629,6 +629,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
 
         def run() -> int:
             op @ vector[:, None]
+            clock()  # on a GPU, wait for it: a solver reads every product before the next
             return 1
 
         return run, f"op @ v of the operator top_eigenpairs used; rewrite {op.report.rewrite}"
