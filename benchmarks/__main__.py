@@ -658,7 +658,16 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
 
 
 # ------------------------------------------------------------------------- Lanczos step
-def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> list[dict[str, Any]]:
+#: the libraries of the step task (``--step-libraries``)
+STEP_LIBRARIES = ("curvscope", "pyhessian", "curvlinops", "eigenthings")
+
+
+def task_step(
+    case: dict[str, Any],
+    quick: bool,
+    steps: int | None = None,
+    libraries: tuple[str, ...] = STEP_LIBRARIES,
+) -> list[dict[str, Any]]:
     """Seconds per Lanczos step (one product over the whole data and the step's bookkeeping,
     one probe) of every library, in gradient passes: issue 16's PreResNet-110 measure.
 
@@ -666,7 +675,9 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
     method choice and graph cache; the others: allocator warm-up), then ``steps`` Lanczos steps
     are timed: curvscope ``lanczos`` (full reorthogonalisation), PyHessian ``density(iter,
     n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation), hessian-eigenthings
-    ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases (``BIG_CASES``)."""
+    ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases (``BIG_CASES``).
+    ``libraries``: a subset of :data:`STEP_LIBRARIES` (a short GPU lease measures the missing
+    ones only; the gradient pass is always measured, so rows of two runs compare in gp)."""
     from curvscope.spectral import lanczos
 
     name = case["name"].removesuffix("_quick")
@@ -710,8 +721,9 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
         )
         row("curvscope lanczos", seconds, int(res.steps.max()), note)
 
-    attempt("curvscope lanczos", curvscope)
-    ph = peer("pyhessian")
+    if "curvscope" in libraries:
+        attempt("curvscope lanczos", curvscope)
+    ph = peer("pyhessian") if "pyhessian" in libraries else None
     if ph is not None:
 
         def pyhessian() -> None:
@@ -732,7 +744,7 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
             row("PyHessian density", seconds, int(count[0]), kind)
 
         attempt("PyHessian density", pyhessian)
-    cl = peer("curvlinops")
+    cl = peer("curvlinops") if "curvlinops" in libraries else None
     if cl is not None:
 
         def curvlinops() -> None:
@@ -749,7 +761,7 @@ def task_step(case: dict[str, Any], quick: bool, steps: int | None = None) -> li
             row("curvlinops fast_lanczos", seconds, int(count[0]), "no reorthogonalisation")
 
         attempt("curvlinops fast_lanczos", curvlinops)
-    het = peer("hessian_eigenthings")
+    het = peer("hessian_eigenthings") if "eigenthings" in libraries else None
     if het is not None:
 
         def eigenthings() -> None:
@@ -1286,6 +1298,13 @@ def main(argv: list[str] | None = None) -> None:
         help="Lanczos steps timed by the step task (default 10; 3 on preresnet110)",
     )
     parser.add_argument(
+        "--step-libraries",
+        nargs="+",
+        default=list(STEP_LIBRARIES),
+        choices=STEP_LIBRARIES,
+        help="the libraries the step task times (default all)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=None,
@@ -1354,7 +1373,7 @@ def main(argv: list[str] | None = None) -> None:
         if "memory" in tasks:
             res["memory"] = task_memory(name, args.quick)
         if "step" in tasks:
-            res["step"] = task_step(case, args.quick, args.steps)
+            res["step"] = task_step(case, args.quick, args.steps, tuple(args.step_libraries))
         figure = plot(name, res, out, args.device)
         res["figure"] = str(figure) if figure else None
         results[name] = res

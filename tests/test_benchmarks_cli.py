@@ -177,3 +177,12 @@ def test_solver_overhead_finds_the_planted_top_and_times_it(monkeypatch) -> None
     assert abs(out["top"] - 10.0) < 1e-4  # the planted outlier, to the solver's tolerance
     assert out["products"] >= 2
     assert out["ms_per_product_in_solver"] > out["ms_bare_product"] > 0
+
+
+def test_step_task_times_only_the_libraries_asked(bench, tmp_path) -> None:
+    """A short GPU lease measures the missing libraries only; the gp row is always there."""
+    args = ["--quick", "--no-peers", "--cases", "cnn", "--tasks", "step", "--out", str(tmp_path)]
+    bench.main([*args, "--step-libraries", "pyhessian"])
+    text = (tmp_path / "bench_cpu_quick.md").read_text()
+    assert "| gradient pass (gp) | 1 |" in text
+    assert "| curvscope lanczos |" not in text  # not asked (and no peers installed here)
