@@ -996,7 +996,7 @@ def machine() -> str:
         f"{os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
         f"threads, Python {platform.python_version()}, load average {load[0]:.1f} at start"
     )
-    text += f"; CPU allocator: {ALLOCATOR[0]}"
+    text += f"; CPU allocator: {tune_allocator('cpu')}"  # main set it; this reads it back
     if device().type == "cuda":
         props = torch.cuda.get_device_properties(device())
         text += (
@@ -1006,10 +1006,6 @@ def machine() -> str:
             f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
         )
     return text
-
-
-#: what :func:`curvscope._memory.tune_allocator` did in this process (set in ``main``)
-ALLOCATOR = ["not set"]
 
 
 def progress(message: str) -> None:
@@ -1316,7 +1312,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.reuse_allocator:  # children inherit it
         os.environ["CURVSCOPE_ALLOCATOR"] = "reuse"
     # every library in the allocator state curvscope's first CPU product would set
-    ALLOCATOR[0] = tune_allocator("cpu")
+    tune_allocator("cpu")
     _peers.disable(args.no_peers)
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.quick)))

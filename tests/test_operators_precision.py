@@ -79,7 +79,7 @@ def test_context_is_a_no_op_off_cuda_and_when_tf32_is_allowed() -> None:
 
 
 def test_context_uses_the_legacy_switches_on_a_torch_without_the_new_api(monkeypatch) -> None:
-    monkeypatch.setattr(_precision, "_new_api", lambda: [])
+    monkeypatch.setattr(_precision, "_has_new_api", lambda: False)
     B.cudnn.allow_tf32 = True
     with _precision.full_float32(CUDA):
         assert _tf32_off()

@@ -23,14 +23,27 @@ import torch
 __all__ = ["disable_tf32", "full_float32"]
 
 
-def _new_api() -> list[tuple[object, str]]:
-    """The ``(namespace, attribute)`` pairs of torch's precision strings (the root, cuDNN's
-    own, its conv and RNN, CUDA matmul), or ``[]`` on a torch without them."""
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    if not (hasattr(matmul, "fp32_precision") and hasattr(cudnn, "conv")):
-        return []
-    spaces = [torch.backends, cudnn, cudnn.conv, getattr(cudnn, "rnn", None), matmul]
-    return [(s, "fp32_precision") for s in spaces if hasattr(s, "fp32_precision")]
+def _has_new_api() -> bool:
+    """Whether this torch has the per-backend ``fp32_precision`` strings (torch >= 2.9)."""
+    return hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(
+        torch.backends.cudnn, "conv"
+    )
+
+
+def _inherits_tf32() -> bool:
+    """Whether TF32 was set through the new API for the root or for cuDNN, which cuDNN's
+    ``"none"`` strings (what the legacy booleans write) would inherit."""
+    return _has_new_api() and "tf32" in (
+        torch.backends.fp32_precision,
+        torch.backends.cudnn.fp32_precision,
+    )
+
+
+def _leaves() -> list[tuple[object, str]]:
+    """The new API's strings that decide a kernel's precision: cuDNN conv and RNN, CUDA matmul."""
+    cudnn = torch.backends.cudnn
+    spaces = (cudnn.conv, getattr(cudnn, "rnn", None), torch.backends.cuda.matmul)
+    return [(s, "fp32_precision") for s in spaces if s is not None]
 
 
 def _legacy_api() -> list[tuple[object, str]]:
@@ -46,14 +59,12 @@ def disable_tf32() -> None:
     torch 2.13 refuses to read ``torch.backends.cudnn.allow_tf32``, which torch's own code
     reads (inductor's convolution templates, ``torch.backends.cudnn.flags``). Where the user
     set TF32 for the root or for cuDNN through the new API, ``"none"`` would inherit it, so
-    conv and RNN are then set to ``"ieee"`` explicitly."""
+    the leaves are then set to ``"ieee"`` explicitly."""
     for space, name in _legacy_api():
         setattr(space, name, False)
-    new = _new_api()
-    if new and "tf32" in (torch.backends.fp32_precision, torch.backends.cudnn.fp32_precision):
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-        if hasattr(torch.backends.cudnn, "rnn"):
-            torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    if _inherits_tf32():
+        for space, name in _leaves():
+            setattr(space, name, "ieee")
 
 
 def _legacy_state() -> list[bool] | None:
@@ -64,8 +75,9 @@ def _legacy_state() -> list[bool] | None:
         return None
 
 
-@contextlib.contextmanager
-def full_float32(device: torch.device, allow_tf32: bool = False) -> Iterator[None]:
+def full_float32(
+    device: torch.device, allow_tf32: bool = False
+) -> contextlib.AbstractContextManager[None]:
     """Run the block with TF32 off for cuDNN and CUDA matmuls when ``device`` is a CUDA device
     and ``allow_tf32`` is False; restore the previous settings on exit, also on error.
 
@@ -73,22 +85,21 @@ def full_float32(device: torch.device, allow_tf32: bool = False) -> Iterator[Non
     booleans readable only while they were last written through themselves (writing the same
     strings back through the new API leaves ``torch.backends.cudnn.allow_tf32`` unreadable),
     so the booleans when they are readable and no new-API TF32 would be inherited, else the
-    new API's conv, RNN and matmul strings set to ``"ieee"``. A no-op on other devices (no
-    TF32 there) and with ``allow_tf32=True``.
+    new API's conv, RNN and matmul strings set to ``"ieee"``. A ``nullcontext`` on other
+    devices (no TF32 there) and with ``allow_tf32=True``: it is entered once per product.
     """
     if device.type != "cuda" or allow_tf32:
-        yield
-        return
-    new = _new_api()
-    inherits = bool(new) and "tf32" in (
-        torch.backends.fp32_precision,
-        torch.backends.cudnn.fp32_precision,
-    )
-    legacy = None if inherits else _legacy_state()
+        return contextlib.nullcontext()
+    return _tf32_off()
+
+
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    legacy = None if _inherits_tf32() else _legacy_state()
     if legacy is not None:
         switches, saved, off = _legacy_api(), legacy, False
     else:  # the process drives the new API: stay in it
-        switches = [(space, name) for space, name in new if space in _leaves()]
+        switches = _leaves()
         saved, off = [getattr(space, name) for space, name in switches], "ieee"
     try:
         for space, name in switches:
@@ -97,8 +108,3 @@ def full_float32(device: torch.device, allow_tf32: bool = False) -> Iterator[Non
     finally:
         for (space, name), value in zip(switches, saved):
             setattr(space, name, value)
-
-
-def _leaves() -> list[object]:
-    cudnn = torch.backends.cudnn
-    return [cudnn.conv, getattr(cudnn, "rnn", None), torch.backends.cuda.matmul]
