@@ -226,40 +226,64 @@ def accuracy_floor(dtype: torch.dtype) -> float:
 
 
 def _orthonormalise(
-    block: torch.Tensor, basis: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gram-Schmidt of ``block`` against ``basis`` (twice) and QR of what is left.
+    block: torch.Tensor, basis: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gram-Schmidt of the rows of ``block`` (b, P) against the rows of ``basis`` (twice), then QR.
 
-    Returns ``(coefficients, q, r)`` with ``block = basis @ coefficients + q @ r``. Directions
-    lost to an invariant subspace (tiny diagonal of r) are replaced by fresh random ones
-    orthogonal to everything, with a zero row in r: the relation still holds.
+    Returns ``(coefficients, q, r, scale)`` with ``block = coefficients^T basis + r^T q`` (q:
+    orthonormal rows), all on the block's device, without a host synchronisation (the caller
+    copies what it needs to the host once per step). ``scale`` is ``||block||``. Rows are the
+    layout of the basis (:func:`thick_restart_lanczos`): ``basis @ v`` and ``c^T basis`` read
+    contiguous memory. For one row the QR is the norm (no LAPACK call, which on CUDA costs
+    host round trips of its own). Directions lost to an invariant subspace are replaced by
+    the caller (:func:`_replace_lost`), which sees ``r`` on the host.
     """
-    scale = float(block.norm()) or 1.0
-    coeff = basis.T @ block
-    block = block - basis @ coeff
-    again = basis.T @ block
-    block = block - basis @ again
+    scale = torch.linalg.vector_norm(block)
+    coeff = basis @ block.T  # (j, b)
+    block = block - coeff.T @ basis
+    again = basis @ block.T
+    block = block - again.T @ basis
     coeff = coeff + again
-    q, r = torch.linalg.qr(block)
-    lost = r.diagonal().abs() <= 1e3 * torch.finfo(block.dtype).eps * scale
-    if bool(lost.any()):
-        fresh = draw_probes(
-            block.shape[0],
-            int(lost.sum()),
-            generator=generator,
-            probe="gaussian",
-            dtype=block.dtype,
-        ).to(block.device)
-        keep_cols = q[:, ~lost]
-        full = torch.cat([basis, keep_cols], dim=1)
-        for _ in range(2):
-            fresh = fresh - full @ (full.T @ fresh)
-        fresh = torch.linalg.qr(fresh)[0]
-        q = q.clone()
-        q[:, lost] = fresh
-        r = r.clone()
-        r[lost, :] = 0
-    return coeff, q, r
+    if block.shape[0] == 1:
+        norm = torch.linalg.vector_norm(block)
+        q = block / torch.where(norm > 0, norm, torch.ones_like(norm))
+        r = norm.reshape(1, 1)
+    else:
+        q_cols, r = torch.linalg.qr(block.T)
+        q = q_cols.T
+    return coeff, q, r, scale
+
+
+def _lost(r: np.ndarray, scale: float, dtype: torch.dtype) -> np.ndarray:
+    """Rows of the QR whose direction was lost to an invariant subspace (tiny diagonal of r)."""
+    return np.abs(np.diagonal(r)) <= 1e3 * float(torch.finfo(dtype).eps) * (scale or 1.0)
+
+
+def _replace_lost(
+    q: torch.Tensor,
+    r: np.ndarray,
+    lost: np.ndarray,
+    basis: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Replace the lost rows of ``q`` by fresh random ones orthogonal to everything.
+
+    Their rows of ``r`` become zero: ``block = c^T basis + r^T q`` still holds.
+    """
+    fresh = draw_probes(
+        q.shape[1], int(lost.sum()), generator=generator, probe="gaussian", dtype=q.dtype
+    ).to(q.device)
+    mask = torch.as_tensor(lost, device=q.device)
+    full = torch.cat([basis, q[~mask]], dim=0)
+    fresh = fresh.T
+    for _ in range(2):
+        fresh = fresh - (fresh @ full.T) @ full
+    fresh = torch.linalg.qr(fresh.T)[0].T
+    q = q.clone()
+    q[mask] = fresh
+    r = r.copy()
+    r[lost, :] = 0.0
+    return q, r
 
 
 def thick_restart_lanczos(
@@ -290,27 +314,40 @@ def thick_restart_lanczos(
     dtype, device = op.dtype, op.device
     b = block_size
     keep_max = max(k, min(max_dim - 2 * b, k + (max_dim - k) // 2))
-    basis = torch.empty((size, max_dim), dtype=dtype, device=device)
+    # Rows are basis vectors: the projections read contiguous memory (at P = 1.15M the
+    # column layout made them 2-3x slower, benchmarks/results/solver_overhead_cpu.md).
+    basis = torch.empty((max_dim, size), dtype=dtype, device=device)
     projected = np.zeros((max_dim, max_dim))
-    start = draw_probes(size, b, generator=generator, probe="gaussian", dtype=dtype).to(device)
-    _, current, _ = _orthonormalise(start, basis[:, :0], generator)
-    j = 0  # columns of the basis in use
+    start = draw_probes(size, b, generator=generator, probe="gaussian", dtype=dtype)
+    _, current, r0, scale0 = _orthonormalise(start.T.to(device), basis[:0])
+    lost = _lost(r0.double().cpu().numpy(), float(scale0), dtype)
+    if lost.any():
+        current, _ = _replace_lost(current, r0.double().cpu().numpy(), lost, basis[:0], generator)
+    j = 0  # rows of the basis in use
     matvecs, restarts, norm_estimate = 0, 0, 0.0
     while True:
-        basis[:, j : j + b] = current
-        product = op @ current
+        basis[j : j + b] = current
+        product = (op @ current.T.contiguous()).T  # (b, P)
         matvecs += b
-        if not bool(torch.isfinite(product).all()):
+        coeff, nxt, r, scale = _orthonormalise(product, basis[: j + b])
+        # One host synchronisation per step: the finite flag, the scale and the coefficients.
+        finite = torch.isfinite(product).all()
+        parts = (finite, scale, coeff, r)
+        packed = torch.cat([part.double().reshape(-1) for part in parts]).cpu()
+        host = packed.numpy()
+        if host[0] != 1:
             raise NonFiniteError(
                 f"top_eigenpairs: the product op @ V after {matvecs} columns contains NaN or inf; "
                 "check that the operator is finite at these weights (e.g. the loss is finite)"
             )
-        coeff, nxt, r = _orthonormalise(product, basis[:, : j + b], generator)
-        c = coeff.double().cpu().numpy()
+        c = host[2 : 2 + (j + b) * b].reshape(j + b, b)
+        r_np = host[2 + (j + b) * b :].reshape(b, b)
+        lost = _lost(r_np, float(host[1]), dtype)
+        if lost.any():
+            nxt, r_np = _replace_lost(nxt, r_np, lost, basis[: j + b], generator)
         projected[: j + b, j : j + b] = c
         projected[j : j + b, : j + b] = c.T
         j += b
-        r_np = r.double().cpu().numpy()
         h = projected[:j, :j]
         theta, rot = np.linalg.eigh((h + h.T) / 2)
         norm_estimate = max(norm_estimate, float(np.abs(theta).max()))
@@ -327,7 +364,7 @@ def thick_restart_lanczos(
             chosen = torch.as_tensor(rot[:, wanted], dtype=dtype, device=device)
             return KrylovEigen(
                 values=theta[wanted],
-                vectors=basis[:, :j] @ chosen,
+                vectors=(chosen.T @ basis[:j]).T,
                 residuals=residuals[wanted],
                 errors=bounds[wanted] if enough else np.full(k, np.inf),
                 norm_estimate=norm_estimate,
@@ -340,7 +377,7 @@ def thick_restart_lanczos(
             keep = min(keep_max, j)
             chosen = order[:keep]
             rot_t = torch.as_tensor(rot[:, chosen], dtype=dtype, device=device)
-            basis[:, :keep] = basis[:, :j] @ rot_t
+            basis[:keep] = rot_t.T @ basis[:j]
             projected[:] = 0.0
             projected[:keep, :keep] = np.diag(theta[chosen])
             j = keep
