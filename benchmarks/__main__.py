@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -75,16 +76,19 @@ WARMUP_LIMIT = 12  # untimed products at most until the operator has chosen its 
 
 
 # ------------------------------------------------------------------------------------- cases
-def build_case(name: str, quick: bool) -> dict[str, Any]:
+def build_case(name: str, quick: bool, big_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Model (float32, eval mode), data and batch size of one case, on the benchmark's device
-    (built on the CPU from fixed seeds, so that every device multiplies the same matrix)."""
-    case = _build_case_cpu(name, quick)
+    (built on the CPU from fixed seeds, so that every device multiplies the same matrix).
+    ``big_size``: (samples, batch size) of the big cases instead of 50,000 in batches of 500."""
+    case = _build_case_cpu(name, quick, big_size)
     case["model"] = case["model"].to(device())
     case["x"], case["y"] = to_device(case["x"]), to_device(case["y"])
     return case
 
 
-def _build_case_cpu(name: str, quick: bool) -> dict[str, Any]:
+def _build_case_cpu(
+    name: str, quick: bool, big_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     if name == "digits_mlp":
         hidden = (8, 8) if quick else (64, 64)
@@ -105,6 +109,8 @@ def _build_case_cpu(name: str, quick: bool) -> dict[str, Any]:
         # (samples, batch size), full and quick: PreResNet-110 on 50,000 is for a GPU
         sizes = {"preresnet20": ((256, None), (16, None)), "preresnet110": ((50_000, 500), (8, 4))}
         n, batch = sizes[name][quick]
+        if big_size is not None and name in BIG_CASES:
+            n, batch = big_size
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = PreResNet(int(name.removeprefix("preresnet")), num_classes=10).eval()
@@ -667,17 +673,21 @@ def task_step(
     quick: bool,
     steps: int | None = None,
     libraries: tuple[str, ...] = STEP_LIBRARIES,
+    rounds: int = 1,
 ) -> list[dict[str, Any]]:
     """Seconds per Lanczos step (one product over the whole data and the step's bookkeeping,
     one probe) of every library, in gradient passes: issue 16's PreResNet-110 measure.
 
     Each library first builds its operator and runs one untimed product (curvscope: rewrite,
-    method choice and graph cache; the others: allocator warm-up), then ``steps`` Lanczos steps
-    are timed: curvscope ``lanczos`` (full reorthogonalisation), PyHessian ``density(iter,
-    n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation), hessian-eigenthings
-    ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases (``BIG_CASES``).
-    ``libraries``: a subset of :data:`STEP_LIBRARIES` (a short GPU lease measures the missing
-    ones only; the gradient pass is always measured, so rows of two runs compare in gp)."""
+    method choice and graph cache; the others: allocator warm-up; its seconds are the row's
+    setup), then ``rounds`` runs of ``steps`` Lanczos steps are timed back to back and the
+    median round is reported: curvscope ``lanczos`` (full reorthogonalisation), PyHessian
+    ``density(iter, n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation),
+    hessian-eigenthings ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases
+    (``BIG_CASES``). ``libraries``: a subset of :data:`STEP_LIBRARIES` (a short GPU lease
+    measures the missing ones only; the gradient pass is always measured, so rows of two runs
+    compare in gp). Libraries run one after another (one operator alive at a time: the big case
+    fills a GPU), not interleaved."""
     from curvscope.spectral import lanczos
 
     name = case["name"].removesuffix("_quick")
@@ -687,13 +697,35 @@ def task_step(
 
     progress(f"{case['name']} step: gradient pass {gp:.4g} s")
 
-    def row(library: str, seconds: float, done: int, note: str) -> None:
-        rows.append({"library": library, "steps": done, "seconds": seconds / done, "note": note})
-        progress(f"{case['name']} step: {library} {seconds / done:.4g} s per step ({note})")
+    def timed(library: str, setup: Any, run: Any, note: Any) -> None:
+        """``setup()`` builds and warms (returns the state ``run`` takes); ``run(state)`` runs
+        the steps and returns how many were done; ``note(state)`` the row's note."""
+        tick = clock()
+        state = setup()
+        first = clock() - tick
+        per_step = []
+        for _ in range(rounds):
+            tick = clock()
+            done = run(state)
+            per_step.append((clock() - tick) / done)
+        seconds = statistics.median(per_step)
+        spread = f"; rounds {min(per_step):.3g}-{max(per_step):.3g} s" if rounds > 1 else ""
+        text = note(state) + spread
+        rows.append(
+            {
+                "library": library,
+                "steps": done,
+                "rounds": rounds,
+                "seconds": seconds,
+                "setup": first,
+                "note": text,
+            }
+        )
+        progress(f"{case['name']} step: {library} {seconds:.4g} s per step ({text})")
 
-    def attempt(library: str, run: Any) -> None:
+    def attempt(library: str, *parts: Any) -> None:
         try:
-            run()
+            timed(library, *parts)
         except Exception as err:  # an out-of-memory peer, an API it lacks on this device
             rows.append(
                 {
@@ -706,27 +738,32 @@ def task_step(
         finally:
             case["model"].zero_grad(set_to_none=True)
 
-    def curvscope() -> None:
-        op = operator(case)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            op @ torch.zeros(op.shape[0], 1, device=device())
-            tick = clock()
-            res = lanczos(op, num_steps=steps, seed=0)
-            seconds = clock() - tick
-        info = op.cache_info
-        note = (
-            f"rewrite {op.report.rewrite}, method {', '.join(sorted(set(op.report.chosen.values())))}"
-            f", {info.cached_batches}/{info.total_batches} batches' graphs cached"
-        )
-        row("curvscope lanczos", seconds, int(res.steps.max()), note)
-
     if "curvscope" in libraries:
-        attempt("curvscope lanczos", curvscope)
+
+        def curvscope_setup() -> Any:
+            op = operator(case)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                op @ torch.zeros(op.shape[0], 1, device=device())
+            return op
+
+        def curvscope_run(op: Any) -> int:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return int(lanczos(op, num_steps=steps, seed=0).steps.max())
+
+        def curvscope_note(op: Any) -> str:
+            info, chosen = op.cache_info, sorted(set(op.report.chosen.values()))
+            return (
+                f"rewrite {op.report.rewrite}, method {', '.join(chosen)}, "
+                f"{info.cached_batches}/{info.total_batches} batches' graphs cached"
+            )
+
+        attempt("curvscope lanczos", curvscope_setup, curvscope_run, curvscope_note)
     ph = peer("pyhessian") if "pyhessian" in libraries else None
     if ph is not None:
 
-        def pyhessian() -> None:
+        def pyhessian_setup() -> Any:
             shim_torch_eig()
             with torch.random.fork_rng():
                 torch.manual_seed(0)
@@ -736,44 +773,65 @@ def task_step(
                     comp.dataloader_hv_product(warm)
                 else:
                     ph.hessian_vector_product(comp.gradsH, comp.params, warm)
-                with pyhessian_counter(ph, comp) as count:
-                    tick = clock()
-                    comp.density(iter=steps, n_v=1)
-                    seconds = clock() - tick
-            kind = "dataloader: forward + backward per batch" if comp.full_dataset else "kept graph"
-            row("PyHessian density", seconds, int(count[0]), kind)
+            return comp
 
-        attempt("PyHessian density", pyhessian)
+        def pyhessian_run(comp: Any) -> int:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                with pyhessian_counter(ph, comp) as count:
+                    comp.density(iter=steps, n_v=1)
+            return int(count[0])
+
+        def pyhessian_note(comp: Any) -> str:
+            if comp.full_dataset:
+                return "dataloader: forward + backward per batch"
+            return "kept graph"
+
+        attempt("PyHessian density", pyhessian_setup, pyhessian_run, pyhessian_note)
     cl = peer("curvlinops") if "curvlinops" in libraries else None
     if cl is not None:
 
-        def curvlinops() -> None:
-            from curvlinops.papyan2020traces.spectrum import fast_lanczos
-
+        def curvlinops_setup() -> Any:
             op, count = curvlinops_operator(cl, case)
             op @ torch.zeros(op.shape[1], device=device())
+            return op, count
+
+        def curvlinops_run(state: Any) -> int:
+            from curvlinops.papyan2020traces.spectrum import fast_lanczos
+
+            op, count = state
             count[:] = [0, 0.0]
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                tick = clock()
                 fast_lanczos(op, steps)
-                seconds = clock() - tick
-            row("curvlinops fast_lanczos", seconds, int(count[0]), "no reorthogonalisation")
+            return int(count[0])
 
-        attempt("curvlinops fast_lanczos", curvlinops)
+        attempt(
+            "curvlinops fast_lanczos",
+            curvlinops_setup,
+            curvlinops_run,
+            lambda _: "no reorthogonalisation",
+        )
     het = peer("hessian_eigenthings") if "eigenthings" in libraries else None
     if het is not None:
 
-        def eigenthings() -> None:
+        def eigenthings_setup() -> Any:
             batches = split(case["x"], case["y"], case["batch_size"])
             loss = het.supervised_loss(nn.CrossEntropyLoss())
             op = het.HessianOperator(case["model"], batches, loss)
             op @ torch.zeros(op.size, device=device())  # untimed, as for the other libraries
-            tick = clock()
-            het.lanczos(op, k=1, max_iter=steps, which="LA", seed=0, reorthogonalize=True)
-            row("hessian-eigenthings lanczos", clock() - tick, steps, "k=1, max_iter=steps")
+            return op
 
-        attempt("hessian-eigenthings lanczos", eigenthings)
+        def eigenthings_run(op: Any) -> int:
+            het.lanczos(op, k=1, max_iter=steps, which="LA", seed=0, reorthogonalize=True)
+            return steps
+
+        attempt(
+            "hessian-eigenthings lanczos",
+            eigenthings_setup,
+            eigenthings_run,
+            lambda _: "k=1, max_iter=steps",
+        )
     for r in rows:
         r["gp"] = None if r["seconds"] is None else r["seconds"] / gp
     return rows
@@ -803,23 +861,30 @@ def _gradient_pass_seconds(case: dict[str, Any]) -> float:
 
 
 def step_lines(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| Lanczos step | steps timed | seconds per step | gp per step | note |"]
-    lines.append("|---|---|---|---|---|")
+    lines = [
+        "| Lanczos step | steps x rounds | seconds per step | gp per step | setup s (gp) | note |"
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    gp = rows[0]["seconds"]
     for r in rows:
         if r["seconds"] is None:
-            lines.append(f"| {r['library']} | - | - | - | {r['note']} |")
-        else:
-            lines.append(
-                f"| {r['library']} | {r['steps']} | {r['seconds']:.3g} | {r['gp']:.2f} | "
-                f"{r['note']} |"
-            )
+            lines.append(f"| {r['library']} | - | - | - | - | {r['note']} |")
+            continue
+        setup = "-" if r.get("setup") is None else f"{r['setup']:.3g} ({r['setup'] / gp:.1f})"
+        rounds = f" x {r['rounds']}" if "rounds" in r else ""
+        lines.append(
+            f"| {r['library']} | {r['steps']}{rounds} | {r['seconds']:.3g} | "
+            f"{r['gp']:.2f} | {setup} | {r['note']} |"
+        )
     return [
         *lines,
         "",
-        "One probe, one product over the whole data per step, after an untimed first product "
-        "(curvscope's rewrite, method and graph-cache choice; the peers' warm-up). Seconds per "
-        "step include each library's bookkeeping (curvscope and hessian-eigenthings "
-        "reorthogonalise, PyHessian's density too, curvlinops' fast_lanczos does not).",
+        "One probe, one product over the whole data per step; the median round of each library "
+        "(its rounds back to back, libraries one after another). Setup: building the operator "
+        "and its first, untimed product (curvscope's rewrite, method and graph-cache choice, "
+        "each verified; the peers' warm-up). Seconds per step include each library's "
+        "bookkeeping (curvscope and hessian-eigenthings reorthogonalise, PyHessian's density "
+        "too, curvlinops' fast_lanczos does not).",
         "",
     ]
 
@@ -1089,10 +1154,9 @@ def report(all_results: dict[str, dict[str, Any]], quick: bool) -> list[str]:
     header = len(lines)
     for name, res in all_results.items():
         lines += [f"## {name} (P = {res['P']:,}, N = {res['N']}, batches {res['batches']})", ""]
-        lines += [
-            f"Truth: {res['truth_kind']}; top eigenvalues {np.round(res['truth'][:5], 6).tolist()}.",
-            "",
-        ]
+        if res["truth_kind"] != "not needed":
+            top = np.round(res["truth"][:5], 6).tolist()
+            lines += [f"Truth: {res['truth_kind']}; top eigenvalues {top}.", ""]
         if res.get("topk"):
             libs = sorted({r["library"] for r in res["topk"]})
             lines += [
@@ -1301,11 +1365,20 @@ def main(argv: list[str] | None = None) -> None:
         help="the libraries the step task times (default all)",
     )
     parser.add_argument(
+        "--big-size",
+        nargs=2,
+        type=int,
+        default=None,
+        metavar=("SAMPLES", "BATCH"),
+        help="samples and batch size of PreResNet-110 (default 50000 500; e.g. 256 128 for a "
+        "CPU-sized step)",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=None,
         help="interleaved repeats of the SLQ comparison and rounds of the products task "
-        "(default 3; 1 with --quick)",
+        "(default 3; 1 with --quick); rounds of each library in the step task (default 1)",
     )
     args = parser.parse_args(argv)
     set_device(args.device, tf32=args.tf32)
@@ -1331,7 +1404,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, Any]] = {}
     for name in cases:
         tasks = [t for t in args.tasks if t in BIG_CASES.get(name, TASKS)]
-        case = build_case(name, args.quick)
+        case = build_case(name, args.quick, args.big_size)
         case["name"] = name + ("_quick" if args.quick else "")
         size = sum(p.numel() for p in case["model"].parameters())
         res: dict[str, Any] = {
@@ -1369,7 +1442,9 @@ def main(argv: list[str] | None = None) -> None:
         if "memory" in tasks:
             res["memory"] = task_memory(name, args.quick)
         if "step" in tasks:
-            res["step"] = task_step(case, args.quick, args.steps, tuple(args.step_libraries))
+            res["step"] = task_step(
+                case, args.quick, args.steps, tuple(args.step_libraries), args.repeats or 1
+            )
         figure = plot(name, res, out, args.device)
         res["figure"] = str(figure) if figure else None
         results[name] = res

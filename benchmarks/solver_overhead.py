@@ -16,6 +16,7 @@ difference: the solver's milliseconds per product.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import warnings
 
@@ -74,7 +75,18 @@ def measure(size: int, k: int, repeats: int) -> dict[str, float]:
                 op @ probe
             bare.append((clock() - tick) / res.num_matvecs)
     run, product = statistics.median(runs), statistics.median(bare)
+    syncs = float("nan")
+    if device().type == "cuda":  # host synchronisations per product, counted by torch
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                res = top_eigenpairs(op, k)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught) / res.num_matvecs
     return {
+        "syncs_per_product": syncs,
         "top": float(res.values[0]),
         "products": float(res.num_matvecs),
         "ms_per_product_in_solver": 1e3 * run,
@@ -92,16 +104,18 @@ def main(argv: list[str] | None = None) -> None:
     set_device(args.device)
     print(f"device {device()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        "| P | k | products | ms per product in top_eigenpairs | ms bare product | solver ms per product |"
+        "| P | k | products | ms per product in top_eigenpairs | ms bare product "
+        "| solver ms per product | host syncs per product (CUDA) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name in args.sizes:
         for k in (1, 5):
             r = measure(SIZES[name], k, args.repeats)
+            syncs = "-" if math.isnan(r["syncs_per_product"]) else f"{r['syncs_per_product']:.1f}"
             print(
                 f"| {SIZES[name]:,} ({name}) | {k} | {r['products']:.0f} | "
                 f"{r['ms_per_product_in_solver']:.2f} | {r['ms_bare_product']:.3f} | "
-                f"{r['ms_solver_per_product']:.2f} |",
+                f"{r['ms_solver_per_product']:.2f} | {syncs} |",
                 flush=True,
             )
 

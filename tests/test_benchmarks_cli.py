@@ -154,16 +154,24 @@ def test_lanczos_step_task_on_preresnet110(bench, tmp_path) -> None:
             "--tasks",
             "step",
             "topk",
+            "--repeats",
+            "2",
             "--out",
             str(tmp_path),
         ]
     )
     text = (tmp_path / "bench_cpu_quick.md").read_text()
     assert "## preresnet110 (P = 1,146,842, N = 8, batches 2)" in text  # paper 000's net
-    row = re.search(r"\| curvscope lanczos \| (\d+) \| ([0-9.e+-]+) \| ([0-9.]+) \| (.*?) \|", text)
+    number = r"([0-9.e+-]+)"
+    row = re.search(
+        rf"\| curvscope lanczos \| (\d+) x (\d+) \| {number} \| {number} \| {number} "
+        rf"\({number}\) \| (.*?) \|",
+        text,
+    )
     assert row is not None, text
-    assert int(row.group(1)) == 2 and float(row.group(2)) > 0 and float(row.group(3)) > 0
-    assert "batches' graphs cached" in row.group(4)
+    assert (int(row.group(1)), int(row.group(2))) == (2, 2)  # steps x rounds
+    assert all(float(row.group(i)) > 0 for i in (3, 4, 5, 6))  # s, gp per step, setup s, gp
+    assert "batches' graphs cached" in row.group(7) and "; rounds " in row.group(7)
     assert "| gradient pass (gp) | 1 |" in text
     assert "Tasks not run on this case: topk." in text
 
@@ -186,3 +194,11 @@ def test_step_task_times_only_the_libraries_asked(bench, tmp_path) -> None:
     text = (tmp_path / "bench_cpu_quick.md").read_text()
     assert "| gradient pass (gp) | 1 |" in text
     assert "| curvscope lanczos |" not in text  # not asked (and no peers installed here)
+
+
+def test_big_size_sets_preresnet110_samples_and_batches(bench) -> None:
+    """--big-size: PreResNet-110 at a CPU-sized N (the GPU default is 50,000 in batches of 500)."""
+    case = bench.build_case("preresnet110", False, (12, 5))
+    assert len(case["x"]) == 12 and case["batch_size"] == 5
+    assert len(bench.split(case["x"], case["y"], case["batch_size"])) == 3
+    assert len(bench.build_case("cnn", True, (12, 5))["x"]) == 16  # only the big cases change
