@@ -666,6 +666,11 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
 # ------------------------------------------------------------------------- Lanczos step
 #: the libraries of the step task (``--step-libraries``)
 STEP_LIBRARIES = ("curvscope", "pyhessian", "curvlinops", "eigenthings")
+#: more rows the step task can time when asked (--step-libraries); not in the default run
+STEP_VARIANTS = ("curvscope-nocache",)
+#: products curvscope's setup may spend settling its method choices (two tuning runs of each
+#: candidate on fresh batches: with one fresh batch per product, a few products)
+SETTLE_PRODUCTS = 8
 
 
 def task_step(
@@ -679,8 +684,8 @@ def task_step(
     one probe) of every library, in gradient passes: issue 16's PreResNet-110 measure.
 
     Each library first builds its operator and runs one untimed product (curvscope: rewrite,
-    method choice and graph cache; the others: allocator warm-up; its seconds are the row's
-    setup), then ``rounds`` runs of ``steps`` Lanczos steps are timed back to back and the
+    method choice and graph cache, and more products until its method choices have settled; the
+    others: allocator warm-up; these seconds are the row's setup), then ``rounds`` runs of ``steps`` Lanczos steps are timed back to back and the
     median round is reported: curvscope ``lanczos`` (full reorthogonalisation), PyHessian
     ``density(iter, n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation),
     hessian-eigenthings ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases
@@ -738,14 +743,19 @@ def task_step(
         finally:
             case["model"].zero_grad(set_to_none=True)
 
-    if "curvscope" in libraries:
+    def curvscope_setup(**options: Any) -> Any:
+        """Build, then products until the method choices have settled (``op.tuning`` false):
+        the timed rounds see the steady state, and the settling is part of the setup."""
+        op = operator(case, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(SETTLE_PRODUCTS):
+                op @ torch.randn(op.shape[0], 1, device=device())
+                if not op.tuning:
+                    break
+        return op
 
-        def curvscope_setup() -> Any:
-            op = operator(case)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                op @ torch.zeros(op.shape[0], 1, device=device())
-            return op
+    if "curvscope" in libraries:
 
         def curvscope_run(op: Any) -> int:
             with warnings.catch_warnings():
@@ -760,6 +770,13 @@ def task_step(
             )
 
         attempt("curvscope lanczos", curvscope_setup, curvscope_run, curvscope_note)
+    if "curvscope-nocache" in libraries:
+        attempt(
+            "curvscope lanczos cache=False",
+            lambda: curvscope_setup(cache=False),
+            curvscope_run,
+            curvscope_note,
+        )
     ph = peer("pyhessian") if "pyhessian" in libraries else None
     if ph is not None:
 
@@ -881,7 +898,7 @@ def step_lines(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "One probe, one product over the whole data per step; the median round of each library "
         "(its rounds back to back, libraries one after another). Setup: building the operator "
-        "and its first, untimed product (curvscope's rewrite, method and graph-cache choice, "
+        "and its first, untimed products (curvscope's rewrite, method and graph-cache choice, "
         "each verified; the peers' warm-up). Seconds per step include each library's "
         "bookkeeping (curvscope and hessian-eigenthings reorthogonalise, PyHessian's density "
         "too, curvlinops' fast_lanczos does not).",
@@ -1361,8 +1378,9 @@ def main(argv: list[str] | None = None) -> None:
         "--step-libraries",
         nargs="+",
         default=list(STEP_LIBRARIES),
-        choices=STEP_LIBRARIES,
-        help="the libraries the step task times (default all)",
+        choices=STEP_LIBRARIES + STEP_VARIANTS,
+        help="the libraries the step task times (default the four libraries; "
+        "curvscope-nocache: curvscope with cache=False beside them)",
     )
     parser.add_argument(
         "--big-size",

@@ -297,6 +297,21 @@ def test_uncached_tuning_ignores_a_one_time_cost(monkeypatch: pytest.MonkeyPatch
     assert _close(op @ block, ref)
 
 
+def test_tuning_says_when_the_method_choice_has_settled() -> None:
+    """Two fresh batches per product, two candidates timed on TUNING_RUNS = 2 batches each: the
+    first product leaves the choice open (``tuning``), the second settles it."""
+    case = make_case("mlp-tanh", "ce", num_data=12)
+    op = HessianOperator(
+        case.model, case.loss_fn, (case.inputs, case.targets), batch_size=6, cache=False
+    )
+    assert not op.tuning  # nothing to choose before a product
+    block = _block(op, 1)
+    op @ block
+    assert op.tuning and ("fresh", 1) not in op.report.chosen
+    op @ block
+    assert not op.tuning and op.report.chosen[("fresh", 1)] in ("rev-rev", "fwd-rev")
+
+
 @pytest.mark.parametrize("cache", ["auto", False])
 def test_rewrite_choice_scores_what_repeats_by_the_median(monkeypatch, cache) -> None:
     # A fake clock: option "a" prepares in 1.0 s and applies in 3.0 s (one slow round); "b"

@@ -331,6 +331,13 @@ class CurvatureOperator(SymmetricOperator):
         return self.layout.names
 
     @property
+    def tuning(self) -> bool:
+        """True while a product method is still being chosen on fresh batches (each candidate
+        timed on ``TUNING_RUNS`` batches, the batches dealt round-robin across products); the
+        products meanwhile are exact but not yet at their steady speed. See ``report.chosen``."""
+        return bool(self._tuning)
+
+    @property
     def num_data(self) -> int:
         """N, the number of samples averaged over (all ranks); counts the data if not yet known."""
         if self._num_data is None:
