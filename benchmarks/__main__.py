@@ -685,14 +685,15 @@ def task_step(
 
     Each library first builds its operator and runs one untimed product (curvscope: rewrite,
     method choice and graph cache, and more products until its method choices have settled; the
-    others: allocator warm-up; these seconds are the row's setup), then ``rounds`` runs of ``steps`` Lanczos steps are timed back to back and the
-    median round is reported: curvscope ``lanczos`` (full reorthogonalisation), PyHessian
-    ``density(iter, n_v=1)``, curvlinops ``fast_lanczos`` (no reorthogonalisation),
-    hessian-eigenthings ``lanczos(k=1)``. The default is 10 steps, 3 on the big cases
-    (``BIG_CASES``). ``libraries``: a subset of :data:`STEP_LIBRARIES` (a short GPU lease
-    measures the missing ones only; the gradient pass is always measured, so rows of two runs
-    compare in gp). Libraries run one after another (one operator alive at a time: the big case
-    fills a GPU), not interleaved."""
+    others: allocator warm-up; these seconds are the row's setup). Then ``rounds`` rounds, each
+    running ``steps`` Lanczos steps of every library in turn (interleaved: this machine's speed
+    drifts by up to 2x over minutes), and each library's median round is reported: curvscope
+    ``lanczos`` (full reorthogonalisation), PyHessian ``density(iter, n_v=1)``, curvlinops
+    ``fast_lanczos`` (no reorthogonalisation), hessian-eigenthings ``lanczos(k=1)``. Every
+    library's operator stays alive until the rounds end (curvscope's graph cache included). The
+    default is 10 steps, 3 on the big cases (``BIG_CASES``). ``libraries``: a subset of
+    :data:`STEP_LIBRARIES` plus :data:`STEP_VARIANTS` (a short GPU lease measures the missing
+    ones only; the gradient pass is always measured, so rows of two runs compare in gp)."""
     from curvscope.spectral import lanczos
 
     name = case["name"].removesuffix("_quick")
@@ -702,44 +703,29 @@ def task_step(
 
     progress(f"{case['name']} step: gradient pass {gp:.4g} s")
 
-    def timed(library: str, setup: Any, run: Any, note: Any) -> None:
-        """``setup()`` builds and warms (returns the state ``run`` takes); ``run(state)`` runs
-        the steps and returns how many were done; ``note(state)`` the row's note."""
-        tick = clock()
-        state = setup()
-        first = clock() - tick
-        per_step = []
-        for _ in range(rounds):
-            tick = clock()
-            done = run(state)
-            per_step.append((clock() - tick) / done)
-        seconds = statistics.median(per_step)
-        spread = f"; rounds {min(per_step):.3g}-{max(per_step):.3g} s" if rounds > 1 else ""
-        text = note(state) + spread
-        rows.append(
-            {
-                "library": library,
-                "steps": done,
-                "rounds": rounds,
-                "seconds": seconds,
-                "setup": first,
-                "note": text,
-            }
-        )
-        progress(f"{case['name']} step: {library} {seconds:.4g} s per step ({text})")
+    entries: list[dict[str, Any]] = []  # one per library, in the order of the rows
 
-    def attempt(library: str, *parts: Any) -> None:
+    def failed(entry: dict[str, Any], err: Exception) -> None:
+        entry["row"] = {
+            "library": entry["library"],
+            "steps": 0,
+            "seconds": None,
+            "note": f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}",
+        }
+        entry.pop("state", None)
+
+    def attempt(library: str, setup: Any, run: Any, note: Any) -> None:
+        """``setup()`` builds and warms (returns the state ``run`` takes), timed now;
+        ``run(state)`` runs the steps and returns how many were done (timed in the rounds
+        below); ``note(state)`` the row's note."""
+        entry = {"library": library, "run": run, "note": note, "per_step": []}
+        entries.append(entry)
+        tick = clock()
         try:
-            timed(library, *parts)
+            entry["state"] = setup()
+            entry["setup"] = clock() - tick
         except Exception as err:  # an out-of-memory peer, an API it lacks on this device
-            rows.append(
-                {
-                    "library": library,
-                    "steps": 0,
-                    "seconds": None,
-                    "note": f"not run: {type(err).__name__}: {str(err).splitlines()[0][:160]}",
-                }
-            )
+            failed(entry, err)
         finally:
             case["model"].zero_grad(set_to_none=True)
 
@@ -849,6 +835,35 @@ def task_step(
             eigenthings_run,
             lambda _: "k=1, max_iter=steps",
         )
+    for _ in range(rounds):  # interleaved: every library once per round
+        for entry in entries:
+            if "state" not in entry:
+                continue
+            tick = clock()
+            try:
+                entry["done"] = entry["run"](entry["state"])
+                entry["per_step"].append((clock() - tick) / entry["done"])
+            except Exception as err:
+                failed(entry, err)
+            finally:
+                case["model"].zero_grad(set_to_none=True)
+    for entry in entries:
+        if "row" not in entry:
+            per_step = entry["per_step"]
+            spread = f"; rounds {min(per_step):.3g}-{max(per_step):.3g} s" if rounds > 1 else ""
+            entry["row"] = {
+                "library": entry["library"],
+                "steps": entry["done"],
+                "rounds": rounds,
+                "seconds": statistics.median(per_step),
+                "setup": entry["setup"],
+                "note": entry["note"](entry["state"]) + spread,
+            }
+        row = entry.pop("row")
+        entry.pop("state", None)  # free each library's operator
+        rows.append(row)
+        seconds = "not run" if row["seconds"] is None else f"{row['seconds']:.4g} s per step"
+        progress(f"{case['name']} step: {row['library']} {seconds} ({row['note']})")
     for r in rows:
         r["gp"] = None if r["seconds"] is None else r["seconds"] / gp
     return rows
@@ -897,7 +912,7 @@ def step_lines(rows: list[dict[str, Any]]) -> list[str]:
         *lines,
         "",
         "One probe, one product over the whole data per step; the median round of each library "
-        "(its rounds back to back, libraries one after another). Setup: building the operator "
+        "(rounds interleaved: every library once per round). Setup: building the operator "
         "and its first, untimed products (curvscope's rewrite, method and graph-cache choice, "
         "each verified; the peers' warm-up). Seconds per step include each library's "
         "bookkeeping (curvscope and hessian-eigenthings reorthogonalise, PyHessian's density "
