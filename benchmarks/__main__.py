@@ -724,6 +724,7 @@ def task_step(
         try:
             entry["state"] = setup()
             entry["setup"] = clock() - tick
+            progress(f"{case['name']} step: {library} set up in {entry['setup']:.4g} s")
         except Exception as err:  # an out-of-memory peer, an API it lacks on this device
             failed(entry, err)
         finally:
@@ -843,6 +844,11 @@ def task_step(
             try:
                 entry["done"] = entry["run"](entry["state"])
                 entry["per_step"].append((clock() - tick) / entry["done"])
+                # a run stopped at a time limit keeps these lines
+                progress(
+                    f"{case['name']} step: round {len(entry['per_step'])} {entry['library']} "
+                    f"{entry['per_step'][-1]:.4g} s per step"
+                )
             except Exception as err:
                 failed(entry, err)
             finally:
