@@ -75,6 +75,17 @@ EXACT_LIMIT = 12_000
 WARMUP_LIMIT = 12  # untimed products at most until the operator has chosen its method
 
 
+def settle(op: Any, block: torch.Tensor) -> None:
+    """Untimed products of ``block`` until curvscope's operator has made its choices for this
+    width (rewrite choice and verification, graph cache, and the method tuning that fresh
+    batches need over several products: ``op.tuning``), at most ``WARMUP_LIMIT``: what is timed
+    after it is the steady state."""
+    for _ in range(WARMUP_LIMIT):
+        op @ block
+        if not op.tuning and any(key[1] == block.shape[1] for key in op.report.chosen):
+            break
+
+
 # ------------------------------------------------------------------------------------- cases
 def build_case(name: str, quick: bool, big_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Model (float32, eval mode), data and batch size of one case, on the benchmark's device
@@ -572,12 +583,7 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
             report = op.report
             with warnings.catch_warnings():  # an explicit rewrite that does not verify warns
                 warnings.simplefilter("ignore")
-                # Rewrite choice and verification, graph cache, method choice: without the
-                # cache the methods are tuned over several products; all of it untimed.
-                for _ in range(WARMUP_LIMIT):
-                    op @ block
-                    if any(key[1] == block.shape[1] for key in report.chosen):
-                        break
+                settle(op, block)
 
             def run() -> int:
                 op @ block
@@ -668,9 +674,6 @@ def _product_variants(case: dict[str, Any]) -> list[tuple[str, str, int, Any]]:
 STEP_LIBRARIES = ("curvscope", "pyhessian", "curvlinops", "eigenthings")
 #: more rows the step task can time when asked (--step-libraries); not in the default run
 STEP_VARIANTS = ("curvscope-nocache",)
-#: products curvscope's setup may spend settling its method choices (two tuning runs of each
-#: candidate on fresh batches: with one fresh batch per product, a few products)
-SETTLE_PRODUCTS = 8
 
 
 def task_step(
@@ -731,15 +734,12 @@ def task_step(
             case["model"].zero_grad(set_to_none=True)
 
     def curvscope_setup(**options: Any) -> Any:
-        """Build, then products until the method choices have settled (``op.tuning`` false):
-        the timed rounds see the steady state, and the settling is part of the setup."""
+        """Build, then :func:`settle`: the timed rounds see the steady state, and the settling
+        is part of the setup."""
         op = operator(case, **options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in range(SETTLE_PRODUCTS):
-                op @ torch.randn(op.shape[0], 1, device=device())
-                if not op.tuning:
-                    break
+            settle(op, torch.randn(op.shape[0], 1, device=device()))
         return op
 
     if "curvscope" in libraries:

@@ -320,9 +320,10 @@ def thick_restart_lanczos(
     projected = np.zeros((max_dim, max_dim))
     start = draw_probes(size, b, generator=generator, probe="gaussian", dtype=dtype)
     _, current, r0, scale0 = _orthonormalise(start.T.to(device), basis[:0])
-    lost = _lost(r0.double().cpu().numpy(), float(scale0), dtype)
+    r0_host = r0.double().cpu().numpy()
+    lost = _lost(r0_host, float(scale0), dtype)
     if lost.any():
-        current, _ = _replace_lost(current, r0.double().cpu().numpy(), lost, basis[:0], generator)
+        current, _ = _replace_lost(current, r0_host, lost, basis[:0], generator)
     j = 0  # rows of the basis in use
     matvecs, restarts, norm_estimate = 0, 0, 0.0
     while True:
