@@ -31,9 +31,8 @@ FAMILIES = [
 
 def _operator(kind, case, **options):
     options.setdefault("verify", "method" not in options)  # a fixed method needs no check
-    return kind(
-        case.model, case.loss_fn, (case.inputs, case.targets), batch_size=8, cache=False, **options
-    )
+    options = {"batch_size": 8, "cache": False, **options}
+    return kind(case.model, case.loss_fn, (case.inputs, case.targets), **options)
 
 
 def _block(size: int, k: int) -> torch.Tensor:
@@ -303,3 +302,179 @@ def test_tuning_trims_the_heap_and_later_products_do_not(monkeypatch) -> None:
         again = op @ block
         assert calls == [], f"cache={cache}: a trim in a product after tuning"
         torch.testing.assert_close(again, first, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------- a graph's last use frees it
+def _hessian_state(case, method: str):
+    from curvscope.operators._autodiff import hessian_prepare
+
+    params = tuple(p.detach() for p in case.model.parameters())
+    names = [n for n, _ in case.model.named_parameters()]
+
+    def scalar(ps):
+        out = torch.func.functional_call(case.model, dict(zip(names, ps)), (case.inputs,))
+        return case.loss_fn(out, case.targets)
+
+    return hessian_prepare(method, scalar, params), params
+
+
+@pytest.mark.parametrize("method", ["rev-rev", "rev-rev-batched"])
+def test_a_states_last_use_frees_its_graph_and_still_multiplies_right(method) -> None:
+    """``last_use``: the last backward pass frees the graph (a second pass through it fails,
+    as it must), and the columns are the dense Hessian's; without it the graph is reusable."""
+    from curvscope.operators._autodiff import hessian_apply
+
+    case = make_case("cnn-batchnorm", "ce")
+    case.model.eval()
+    want = dense_hessian(case)  # of the mean loss, the scalar the state differentiates
+    for last_use in (False, True):
+        state, params = _hessian_state(case, method)
+        state.last_use = last_use
+        block = _block(want.shape[0], 3)
+        pieces = tuple(
+            part.T.reshape(3, *p.shape)
+            for part, p in zip(block.split([p.numel() for p in params]), params)
+        )
+        got = torch.cat([g.reshape(3, -1) for g in hessian_apply(state, pieces)], dim=1).T
+        want_cols = want @ block
+        assert (got - want_cols).abs().max() <= 1e-10 * want_cols.abs().max()
+        if last_use:
+            with pytest.raises(RuntimeError, match="second time"):
+                hessian_apply(state, pieces)
+        else:
+            torch.testing.assert_close(
+                torch.cat([g.reshape(3, -1) for g in hessian_apply(state, pieces)], dim=1).T, got
+            )
+
+
+def _record_last_use(monkeypatch) -> list[bool]:
+    seen: list[bool] = []
+    apply = HessianOperator._apply
+
+    def recording(self, state, block):
+        seen.append(state.last_use)
+        return apply(self, state, block)
+
+    monkeypatch.setattr(HessianOperator, "_apply", recording)
+    return seen
+
+
+def test_the_engine_frees_only_graphs_it_will_not_use_again(monkeypatch) -> None:
+    """Fresh batches free their graph in the last sub-block only; cached graphs never; a graph
+    over the cache budget only once the method is chosen (timing runs every candidate on it)."""
+    case = make_case("cnn-batchnorm", "ce")
+    want = dense_hessian(case)
+    block = _block(want.shape[0], 3)
+    seen = _record_last_use(monkeypatch)
+    probe = _operator(HessianOperator, case, method="rev-rev", block_memory="1TB")
+    probe @ block
+    one_column = probe.report.blocks.measured["rev-rev"][1]
+    seen.clear()
+    fresh = _operator(HessianOperator, case, method="rev-rev", block_memory=one_column)
+    fresh @ block  # the first product also measures the memory model on its own states
+    seen.clear()
+    result = fresh @ block
+    assert fresh.report.blocks.plans[3]["rev-rev"].sub_block == 1
+    assert seen == [False, False, True] * 3  # 23 samples in batches of 8: three batches
+    assert (result - want @ block).abs().max() <= 1e-10 * (want @ block).abs().max()
+
+    seen.clear()
+    cached = _operator(HessianOperator, case, method="rev-rev", cache=True)
+    cached @ block
+    cached @ block
+    assert seen and not any(seen)
+
+    # over the cache budget: the first batch's graph is built, found too big and not kept
+    for k, expect in ((1, [True]), (3, [False, False])):
+        seen.clear()
+        over = _operator(
+            HessianOperator, case, cache="auto", cache_memory=1, rewrite="none", verify=False
+        )
+        over @ _block(want.shape[0], k)
+        assert over.cache_info.cached_batches == 0
+        # k = 1: one graph method, chosen before it runs, frees; k = 3: both graph methods
+        # are timed on the same graph, which must survive the first
+        assert seen[: len(expect)] == expect
+        assert (
+            list(over.report.timings.get(("graph", k), {"rev-rev": 0}))
+            == [
+                "rev-rev",
+                "rev-rev-batched",
+            ][: len(expect)]
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "module", "method"),
+    [
+        (HessianOperator, "hessian", "rev-rev"),
+        (GGNOperator, "output_space", "rev"),
+        (GradientCovarianceOperator, "covariance", "rev-batched"),
+    ],
+)
+def test_freeing_the_last_use_lowers_a_fresh_products_peak(monkeypatch, kind, module, method):
+    """The point of ``last_use``: a fresh batch's forward and first-backward tensors go while
+    the last backward runs, not after it (PyHessian's product does the same). Counted on a
+    small CNN whose activations dominate, against the same product with the graph retained."""
+    import importlib
+
+    retain = [False]
+    where = importlib.import_module(f"curvscope.operators.{module}")
+    name = "hessian_apply" if module == "hessian" else "ggn_apply"
+    apply = getattr(where, name)
+
+    def maybe_retained(state, *args):
+        state.last_use = state.last_use and not retain[0]
+        return apply(state, *args)
+
+    monkeypatch.setattr(where, name, maybe_retained)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(16, 16, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 8 * 8, 3),
+    )
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 3, 8, 8, generator=gen), torch.randint(0, 3, (128,), generator=gen)
+    op = kind(
+        model,
+        torch.nn.CrossEntropyLoss(),
+        (x, y),
+        batch_size=64,
+        cache=False,
+        rewrite="none",
+        method=method,
+        verify=False,
+    )
+    v = _block(op.shape[0], 1).float()
+    first = op @ v
+    peaks: dict[bool, list[int]] = {True: [], False: []}
+    for kept in (True, False, True, False):
+        retain[0] = kept
+        with PeakBytes() as meter:
+            result = op @ v
+        peaks[kept].append(meter.peak)
+        torch.testing.assert_close(result, first, rtol=0, atol=0)  # the same product
+    assert max(peaks[False]) < 0.9 * min(peaks[True]), peaks
+
+
+@pytest.mark.parametrize("method", ["rev", "rev-batched"])
+def test_a_ggn_states_last_use_frees_both_its_graphs(method) -> None:
+    """The J v pass frees the graph of u -> J^T u without touching the forward graph that the
+    J^T w pass then needs (else the product would fail here); a second use must fail."""
+    case = make_case("cnn-batchnorm", "ce")
+    op = _operator(GGNOperator, case, method=method)
+    batch = op.source.first_batch()
+    block = _block(op.shape[0], 2)
+    pieces = op.layout.split(block)
+    kept = op._apply(op._prepare(method, batch, op.params), pieces)
+    state = op._prepare(method, batch, op.params)
+    state.last_use = True
+    freed = op._apply(state, pieces)
+    for a, b in zip(freed, kept):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="second time"):
+        op._apply(state, pieces)

@@ -773,11 +773,15 @@ class CurvatureOperator(SymmetricOperator):
         if state is None:
             state = self._try_cache(batch)
         if state is not None:  # a reverse-mode graph: pick among the graph methods
-            return self._timed(
-                ("graph", k),
-                self._usable(self._graph_methods, k),
-                lambda m: self._apply(_with_method(state, m), pieces),
-            )
+            kept, key = batch.index in self._cache, ("graph", k)
+
+            def run(method: str) -> tuple[torch.Tensor, ...]:
+                # a state not kept is dropped after its one run once the method is chosen
+                # (while methods are timed, every candidate runs on the same graph)
+                last = not kept and self.report.chosen.get(key) == method
+                return self._apply(_with_method(state, method, last_use=last), pieces)
+
+            return self._timed(key, self._usable(self._graph_methods, k), run)
         methods = self._usable(self._methods, k)
         widths = dict.fromkeys(methods, k)
         if k > 1:
@@ -785,22 +789,32 @@ class CurvatureOperator(SymmetricOperator):
         return self._timed_rounds(
             ("fresh", k),
             methods,
-            lambda m: self._apply_blocks(self._prepare(m, batch, self.params), pieces, widths[m]),
+            lambda m: self._apply_blocks(
+                self._prepare(m, batch, self.params), pieces, widths[m], last_use=True
+            ),
             batch.size,
         )
 
     # ------------------------------------------------------------------ block memory
     def _apply_blocks(
-        self, state: GraphState, pieces: tuple[torch.Tensor, ...], width: int
+        self,
+        state: GraphState,
+        pieces: tuple[torch.Tensor, ...],
+        width: int,
+        *,
+        last_use: bool = False,
     ) -> tuple[torch.Tensor, ...]:
         """:meth:`_apply` in sub-blocks of ``width`` columns on the one prepared ``state``;
-        every returned tensor (products and auxiliary sums) is per column along dim 0."""
+        every returned tensor (products and auxiliary sums) is per column along dim 0.
+        ``last_use``: the state is dropped after this call, so its last sub-block may free the
+        graph as it runs (:attr:`GraphState.last_use`)."""
         k = pieces[0].shape[0]
-        if width >= k:
-            return self._apply(state, pieces)
-        parts = [
-            self._apply(state, tuple(p[i : i + width] for p in pieces)) for i in range(0, k, width)
-        ]
+        parts = []
+        for i in range(0, k, width):
+            state.last_use = last_use and i + width >= k
+            parts.append(self._apply(state, tuple(p[i : i + width] for p in pieces)))
+        if len(parts) == 1:
+            return parts[0]
         return tuple(torch.cat(columns) for columns in zip(*parts))
 
     def _block_widths(
@@ -989,8 +1003,8 @@ def _describe_inputs(inputs: Any) -> str:
     return describe(inputs)
 
 
-def _with_method(state: GraphState, method: str) -> GraphState:
-    state.method = method
+def _with_method(state: GraphState, method: str, *, last_use: bool = False) -> GraphState:
+    state.method, state.last_use = method, last_use
     return state
 
 
