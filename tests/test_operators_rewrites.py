@@ -115,10 +115,32 @@ def test_auto_times_fold_and_keeps_a_verified_choice() -> None:
     op = HessianOperator(case.model, case.loss_fn, (case.inputs, case.targets), batch_size=6)
     op @ torch.ones(op.shape[0], dtype=torch.float64)
     both = "fold-bn+channels-last"
-    assert op.report.rewrites == {"fold-bn": "ok", both: "ok", "channels-last": "ok"}
-    assert set(op.report.rewrite_timings) == {"none", "fold-bn", both, "channels-last"}
+    # a verified fold retires the unfolded model: only the fold variants are timed
+    assert op.report.rewrites["fold-bn"] == "ok" and op.report.rewrites[both] == "ok"
+    assert op.report.rewrites["channels-last"].startswith("not timed: a verified fold-bn")
+    assert set(op.report.rewrite_timings) == {"fold-bn", both}
     assert op.report.rewrite == min(op.report.rewrite_timings, key=op.report.rewrite_timings.get)
     assert _close(op @ _block(op), dense_hessian(case) @ _block(op))
+
+
+def test_a_lone_verified_fold_is_used_without_timing() -> None:
+    """No convolution: fold-bn is the one candidate; once verified nothing is left to time."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Tanh(), nn.Linear(7, 3))
+    model = model.double().eval()
+    with torch.no_grad():  # running statistics away from the identity, so the fold matters
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), batch_size=6)
+    v = torch.randn(op.shape[0], 2, generator=gen, dtype=torch.float64)
+    got = op @ v
+    assert op.report.rewrites == {"fold-bn": "ok"} and op.report.rewrite == "fold-bn"
+    assert op.report.rewrite_timings == {}
+    plain = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), batch_size=6, rewrite="none")
+    torch.testing.assert_close(got, plain @ v, rtol=1e-10, atol=1e-12)
 
 
 def test_no_batchnorm_model_is_not_rewritten() -> None:
