@@ -8,8 +8,8 @@ the difference on PreResNet-110 (P = 1,146,842), CIFAR-shaped data, ``cache=Fals
 reference method and no kernel rewrite (so that nothing but the freeing differs); "retain"
 puts the old behaviour back by clearing ``last_use`` before each product kernel runs::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/last_use.py ab [ROUNDS]
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/last_use.py peak free|retain
+    OMP_NUM_THREADS=2 PYTHONPATH=src:. python benchmarks/last_use.py ab [ROUNDS]
+    OMP_NUM_THREADS=2 PYTHONPATH=src:. python benchmarks/last_use.py peak free|retain
 
 ``ab``: both in one process, interleaved (this machine's speed drifts up to 2x over minutes),
 seconds per product and their medians. ``peak``: one kind per fresh process, three products,
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import curvscope.operators.hessian as hessian_module
-from curvscope.models.preresnet import PreResNet
+from benchmarks.__main__ import _build_case_cpu
 from curvscope.operators import HessianOperator
 
 RETAIN = [False]
@@ -50,12 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     hessian_module.hessian_apply = _maybe_retained
-    torch.manual_seed(0)
-    model = PreResNet(110, num_classes=10).eval()
-    gen = torch.Generator().manual_seed(0)
-    n, b = args.size
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (n,), generator=gen)
+    case = _build_case_cpu("preresnet110", False, tuple(args.size))  # the step task's data
+    model, x, y = case["model"], case["x"], case["y"]
+    b = args.size[1]
+    gen = torch.Generator().manual_seed(1)
     op = HessianOperator(
         model, nn.CrossEntropyLoss(), (x, y), batch_size=b, cache=False, rewrite=None,
         method="rev-rev",

@@ -7,7 +7,7 @@ method verification, the graph cache's first batch). Prints the steps, the rewri
 engine measured (``op.report.rewrite_timings``: seconds per batch under each option) and the
 gradient pass of the same process, so the setup reads in gp::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/setup_cost.py [--size N B]
+    OMP_NUM_THREADS=2 PYTHONPATH=src:. python benchmarks/setup_cost.py [--size N B]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 
 import curvscope.operators.curvature as curvature
 import curvscope.operators.verify as verify
-from curvscope.models.preresnet import PreResNet
+from benchmarks.__main__ import _build_case_cpu
 from curvscope.operators import HessianOperator
 
 STEPS: dict[str, list[float]] = {}
@@ -53,12 +53,10 @@ def main() -> None:
         _timed(curvature.CurvatureOperator, name)
     for name in ("verify_rewrite", "verify_methods"):
         _timed(verify, name)
-    torch.manual_seed(0)
-    model = PreResNet(110, num_classes=10).eval()
-    gen = torch.Generator().manual_seed(0)
+    case = _build_case_cpu("preresnet110", False, tuple(args.size))  # the step task's data
+    model, x, y = case["model"], case["x"], case["y"]
     n, b = args.size
-    x = torch.randn(n, 3, 32, 32, generator=gen)
-    y = torch.randint(0, 10, (n,), generator=gen)
+    gen = torch.Generator().manual_seed(1)
     op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), batch_size=b)
     v = torch.randn(op.shape[0], 1, generator=gen)
     total = 0.0

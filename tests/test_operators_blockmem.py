@@ -105,20 +105,26 @@ def test_the_auto_budget_is_what_the_cache_would_hold_at_least_one_column() -> N
     assert would_cache > roomy.report.blocks.measured[first][1]  # the rule's second branch
 
 
+def _tanh_cnn(width: int, samples: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A small conv net whose activations dominate its memory, and 8x8 inputs with 3 classes."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, width, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Conv2d(width, width, 3, padding=1),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(width * 8 * 8, 3),
+    )
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(samples, 3, 8, 8, generator=gen)
+    return model, x, torch.randint(0, 3, (samples,), generator=gen)
+
+
 def test_an_uncached_block_peaks_no_higher_than_a_cached_column() -> None:
     """Issue 16's memory goal on a small CNN: a 6-column block without the cache (default budget,
     memory model measured in the same product) against one column with every graph cached."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.Tanh(),
-        torch.nn.Conv2d(8, 8, 3, padding=1),
-        torch.nn.Tanh(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(8 * 8 * 8, 3),
-    )
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(256, 3, 8, 8, generator=gen), torch.randint(0, 3, (256,), generator=gen)
+    model, x, y = _tanh_cnn(8, 256)
     loss = torch.nn.CrossEntropyLoss()
     peaks = {}
     for cache, k in (("auto", 1), (False, 6)):
@@ -428,17 +434,7 @@ def test_freeing_the_last_use_lowers_a_fresh_products_peak(monkeypatch, kind, mo
         return apply(state, *args)
 
     monkeypatch.setattr(where, name, maybe_retained)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1),
-        torch.nn.Tanh(),
-        torch.nn.Conv2d(16, 16, 3, padding=1),
-        torch.nn.Tanh(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16 * 8 * 8, 3),
-    )
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(128, 3, 8, 8, generator=gen), torch.randint(0, 3, (128,), generator=gen)
+    model, x, y = _tanh_cnn(16, 128)
     op = kind(
         model,
         torch.nn.CrossEntropyLoss(),
