@@ -24,7 +24,7 @@ from torch import nn
 
 import curvscope.operators.curvature as curvature
 import curvscope.operators.verify as verify
-from benchmarks.__main__ import _build_case_cpu
+from benchmarks.__main__ import _build_case_cpu, _gradient_pass_seconds
 from curvscope.operators import HessianOperator
 
 STEPS: dict[str, list[float]] = {}
@@ -55,7 +55,7 @@ def main() -> None:
         _timed(verify, name)
     case = _build_case_cpu("preresnet110", False, tuple(args.size))  # the step task's data
     model, x, y = case["model"], case["x"], case["y"]
-    n, b = args.size
+    b = args.size[1]
     gen = torch.Generator().manual_seed(1)
     op = HessianOperator(model, nn.CrossEntropyLoss(), (x, y), batch_size=b)
     v = torch.randn(op.shape[0], 1, generator=gen)
@@ -68,11 +68,7 @@ def main() -> None:
         print(f"product {i}: {seconds:.2f} s (tuning still: {op.tuning})", flush=True)
         if not op.tuning:
             break
-    params = list(model.parameters())
-    start = time.perf_counter()
-    for i in range(0, n, b):
-        torch.autograd.grad(nn.functional.cross_entropy(model(x[i : i + b]), y[i : i + b]), params)
-    gp = time.perf_counter() - start
+    gp = _gradient_pass_seconds(case)  # the step task's unit
     print(f"setup products: {total:.1f} s = {total / gp:.1f} gp (gradient pass {gp:.2f} s)")
     for name, times in STEPS.items():
         print(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s")

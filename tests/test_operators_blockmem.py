@@ -311,46 +311,40 @@ def test_tuning_trims_the_heap_and_later_products_do_not(monkeypatch) -> None:
 
 
 # ------------------------------------------------------------- a graph's last use frees it
-def _hessian_state(case, method: str):
-    from curvscope.operators._autodiff import hessian_prepare
-
-    params = tuple(p.detach() for p in case.model.parameters())
-    names = [n for n, _ in case.model.named_parameters()]
-
-    def scalar(ps):
-        out = torch.func.functional_call(case.model, dict(zip(names, ps)), (case.inputs,))
-        return case.loss_fn(out, case.targets)
-
-    return hessian_prepare(method, scalar, params), params
-
-
-@pytest.mark.parametrize("method", ["rev-rev", "rev-rev-batched"])
-def test_a_states_last_use_frees_its_graph_and_still_multiplies_right(method) -> None:
+@pytest.mark.parametrize(
+    ("kind", "method", "dense"),
+    [
+        (HessianOperator, "rev-rev", dense_hessian),
+        (HessianOperator, "rev-rev-batched", dense_hessian),
+        (GGNOperator, "rev", dense_ggn),
+        (GGNOperator, "rev-batched", dense_ggn),
+    ],
+)
+def test_a_states_last_use_frees_its_graph_and_still_multiplies_right(kind, method, dense) -> None:
     """``last_use``: the last backward pass frees the graph (a second pass through it fails,
-    as it must), and the columns are the dense Hessian's; without it the graph is reusable."""
-    from curvscope.operators._autodiff import hessian_apply
-
-    case = make_case("cnn-batchnorm", "ce")
-    case.model.eval()
-    want = dense_hessian(case)  # of the mean loss, the scalar the state differentiates
-    for last_use in (False, True):
-        state, params = _hessian_state(case, method)
-        state.last_use = last_use
-        block = _block(want.shape[0], 3)
-        pieces = tuple(
-            part.T.reshape(3, *p.shape)
-            for part, p in zip(block.split([p.numel() for p in params]), params)
-        )
-        got = torch.cat([g.reshape(3, -1) for g in hessian_apply(state, pieces)], dim=1).T
-        want_cols = want @ block
-        assert (got - want_cols).abs().max() <= 1e-10 * want_cols.abs().max()
-        if last_use:
-            with pytest.raises(RuntimeError, match="second time"):
-                hessian_apply(state, pieces)
-        else:
-            torch.testing.assert_close(
-                torch.cat([g.reshape(3, -1) for g in hessian_apply(state, pieces)], dim=1).T, got
-            )
+    as it must) and the columns are those of the retained graph, bit for bit, and the dense
+    matrix's; without it the graph is reusable. For the GGN the J v pass frees the graph of
+    u -> J^T u without touching the forward graph that the J^T w pass then needs."""
+    case = make_case("cnn-batchnorm", "ce", num_data=8)  # one batch: its sum is the matrix
+    op = _operator(kind, case, method=method)
+    batch = op.source.first_batch()
+    block = _block(op.shape[0], 3)
+    pieces = op.layout.split(block)
+    with op._model_mode():  # eval mode, as the engine runs its products
+        kept = op._prepare(method, batch, op.params)
+        retained = op._apply(kept, pieces)
+        again = op._apply(kept, pieces)  # a graph not at its last use stays usable
+        state = op._prepare(method, batch, op.params)
+        state.last_use = True
+        freed = op._apply(state, pieces)
+        with pytest.raises(RuntimeError, match="second time"):
+            op._apply(state, pieces)
+    for a, b, c in zip(freed, retained, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(c, b, rtol=0, atol=0)
+    got = op.layout.join(freed[: len(pieces)]) / op.normaliser
+    want = dense(case) @ block
+    assert (got - want).abs().max() <= 1e-10 * want.abs().max()
 
 
 def _record_last_use(monkeypatch) -> list[bool]:
@@ -401,13 +395,8 @@ def test_the_engine_frees_only_graphs_it_will_not_use_again(monkeypatch) -> None
         # k = 1: one graph method, chosen before it runs, frees; k = 3: both graph methods
         # are timed on the same graph, which must survive the first
         assert seen[: len(expect)] == expect
-        assert (
-            list(over.report.timings.get(("graph", k), {"rev-rev": 0}))
-            == [
-                "rev-rev",
-                "rev-rev-batched",
-            ][: len(expect)]
-        )
+        timed = over.report.timings.get(("graph", k), {})
+        assert sorted(timed) == ([] if k == 1 else ["rev-rev", "rev-rev-batched"])
 
 
 @pytest.mark.parametrize(
@@ -455,22 +444,3 @@ def test_freeing_the_last_use_lowers_a_fresh_products_peak(monkeypatch, kind, mo
         peaks[kept].append(meter.peak)
         torch.testing.assert_close(result, first, rtol=0, atol=0)  # the same product
     assert max(peaks[False]) < 0.9 * min(peaks[True]), peaks
-
-
-@pytest.mark.parametrize("method", ["rev", "rev-batched"])
-def test_a_ggn_states_last_use_frees_both_its_graphs(method) -> None:
-    """The J v pass frees the graph of u -> J^T u without touching the forward graph that the
-    J^T w pass then needs (else the product would fail here); a second use must fail."""
-    case = make_case("cnn-batchnorm", "ce")
-    op = _operator(GGNOperator, case, method=method)
-    batch = op.source.first_batch()
-    block = _block(op.shape[0], 2)
-    pieces = op.layout.split(block)
-    kept = op._apply(op._prepare(method, batch, op.params), pieces)
-    state = op._prepare(method, batch, op.params)
-    state.last_use = True
-    freed = op._apply(state, pieces)
-    for a, b in zip(freed, kept):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(RuntimeError, match="second time"):
-        op._apply(state, pieces)
